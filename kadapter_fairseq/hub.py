@@ -1,0 +1,144 @@
+"""``KAdapterHub``: use a base + adapters from Python, like ``RobertaModel.from_pretrained``.
+
+    hub = KAdapterHub.from_pretrained("roberta.large", adapters={"fac": "fac.pt", "lin": "lin.pt"})
+    tokens = hub.encode("Obama was born in Hawaii.")
+    out = hub.extract_features(tokens)   # {"base", "adapters": {"fac", "lin"}, "fused"}
+"""
+import os
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+from fairseq.data import Dictionary
+from omegaconf import OmegaConf
+
+from . import checkpoint_utils as ku
+from .bpe import find_bpe_files, load_bpe
+from .errors import CheckpointError, ConfigError
+from .models.roberta_kadapter import ARCH_DEFAULTS, RobertaKAdapterConfig, RobertaKAdapterModel, resolve_base_path
+
+
+def load_base_dictionary(base_dir) -> Dictionary:
+    """``dict.txt`` of a base directory, plus ``<mask>`` as every RoBERTa task adds it."""
+    path = os.path.join(base_dir, "dict.txt")
+    if not os.path.isfile(path):
+        raise ConfigError(f"dictionary not found: {path} (a RoBERTa base directory holds model.pt and dict.txt)")
+    dictionary = Dictionary.load(path)
+    dictionary.add_symbol("<mask>")
+    return dictionary
+
+
+class KAdapterHub(nn.Module):
+    def __init__(self, model: RobertaKAdapterModel, dictionary: Dictionary, bpe=None, task=None):
+        super().__init__()
+        self.model = model
+        self.dictionary = dictionary
+        self.bpe = bpe
+        self.task = task
+        self.model.eval()
+
+    @property
+    def device(self):
+        return self.model.encoder.sentence_encoder.embed_tokens.weight.device
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        base_dir,
+        adapters: Optional[Dict[str, Optional[str]]] = None,
+        fusion: str = "concat",
+        checkpoint_file: str = "model.pt",
+        arch: str = "roberta_kadapter_large",
+        bpe: Optional[str] = None,
+        gpt2_encoder_json: Optional[str] = None,
+        gpt2_vocab_bpe: Optional[str] = None,
+        sentencepiece_model: Optional[str] = None,
+        **model_overrides,
+    ):
+        """Load a base directory and adapters by path (``{"fac": "fac.pt"}``; a ``None``
+        path makes a freshly initialised adapter, sized by ``arch`` and ``model_overrides``)."""
+        if not os.path.isdir(base_dir):
+            raise ConfigError(f"base directory not found: {base_dir}")
+        resolve_base_path(base_dir, checkpoint_file)
+        adapters = dict(adapters or {})
+        if arch not in ARCH_DEFAULTS:
+            raise ConfigError(f"unknown arch {arch!r}; choose one of {sorted(ARCH_DEFAULTS)}")
+        values = dict(ARCH_DEFAULTS[arch])
+        values.update(model_overrides)
+        values.update(
+            roberta_path=base_dir,
+            roberta_checkpoint=checkpoint_file,
+            adapter_names=",".join(adapters),
+            adapter_paths=",".join(f"{n}={p}" for n, p in adapters.items() if p),
+            adapter_fusion=fusion,
+            train_phase="efficient",
+        )
+        cfg = OmegaConf.structured(RobertaKAdapterConfig(**values))
+        dictionary = load_base_dictionary(base_dir)
+        model = RobertaKAdapterModel.from_base(cfg, dictionary)
+        for name, path in adapters.items():
+            if path:  # fusion and heads saved beside the adapter, when present
+                model.load_adapters(path, names=[name], load_fusion=False, load_heads=True)
+        return cls(model, dictionary, _maybe_bpe(base_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model))
+
+    @classmethod
+    def from_checkpoint(cls, path, data_dir=None, roberta_path=None, **bpe_files):
+        """Load a full checkpoint written by ``fairseq-train`` (model, heads and task)."""
+        from fairseq import tasks
+
+        state = ku.load_file(path, "fairseq checkpoint")
+        if not isinstance(state, dict) or state.get("cfg") is None or "model" not in state:
+            raise CheckpointError(f"{path} is not a checkpoint written by fairseq-train (no 'cfg'/'model')")
+        cfg = OmegaConf.create(state["cfg"])
+        OmegaConf.set_struct(cfg, False)
+        if data_dir is not None:
+            cfg.task.data = data_dir
+        if roberta_path is not None:
+            cfg.model.roberta_path = roberta_path
+        task = tasks.setup_task(cfg.task)
+        model = task.build_model(cfg.model)
+        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+        base_dir = cfg.model.roberta_path
+        base_dir = base_dir if os.path.isdir(base_dir) else os.path.dirname(base_dir)
+        bpe = _maybe_bpe(base_dir, **bpe_files) if bpe_files or base_dir else None
+        return cls(model, task.source_dictionary, bpe, task)
+
+    # ------------------------------------------------------------------------------------------
+    def encode(self, sentence: str, *addl_sentences: str, no_separator=False) -> torch.LongTensor:
+        """``<s> sentence </s>`` (and ``</s> next </s>`` per extra sentence), as RoBERTa's hub does."""
+        if self.bpe is None:
+            raise ConfigError("this hub has no tokenizer files: pass gpt2_encoder_json/gpt2_vocab_bpe or sentencepiece_model")
+        text = "<s> " + self.bpe.encode(sentence) + " </s>"
+        for s in addl_sentences:
+            text += (" " if no_separator else " </s> ") + self.bpe.encode(s) + " </s>"
+        return self.dictionary.encode_line(text, append_eos=False, add_if_not_exist=False).long()
+
+    def decode(self, tokens: torch.LongTensor) -> str:
+        tokens = tokens[tokens.ne(self.dictionary.bos()) & tokens.ne(self.dictionary.pad())]
+        return self.bpe.decode(self.dictionary.string(tokens[tokens.ne(self.dictionary.eos())]))
+
+    @torch.no_grad()
+    def extract_features(self, tokens: torch.LongTensor) -> dict:
+        """``{"base": B×T×H last base layer, "adapters": {name: B×T×H}, "fused": B×T×H}``."""
+        if tokens.dim() == 1:
+            tokens = tokens.unsqueeze(0)
+        if tokens.size(-1) > self.model.max_positions():
+            raise ConfigError(f"{tokens.size(-1)} tokens exceed the model's {self.model.max_positions()} positions")
+        fused, extra = self.model.extract_features(tokens.to(self.device))
+        return {"base": extra["base"], "adapters": extra["adapters"], "fused": fused}
+
+    def save_adapters(self, path, names=None, include_fusion=False, include_heads=False):
+        self.model.save_adapters(path, names, include_fusion, include_heads)
+
+
+def _maybe_bpe(base_dir, bpe=None, gpt2_encoder_json=None, gpt2_vocab_bpe=None, sentencepiece_model=None):
+    """The tokenizer when its files are there; explicit paths must exist."""
+    explicit = bpe or gpt2_encoder_json or gpt2_vocab_bpe or sentencepiece_model
+    try:
+        files = find_bpe_files(base_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)
+    except Exception:
+        if explicit:
+            raise
+        return None  # encode() explains what is missing when called
+    return load_bpe(files)

@@ -1,0 +1,1 @@
+from . import roberta_kadapter  # noqa: F401
