@@ -314,6 +314,11 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         self.heads[name] = head.to(next(self.fusion.parameters(), self.encoder.sentence_encoder.embed_tokens.weight))
         self.head_specs[name] = spec
 
+    @property
+    def classification_heads(self):
+        """fairseq's RoBERTa criterions look heads up under this name."""
+        return self.heads
+
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         """fairseq's RoBERTa name for a ``<s>`` classifier, so built-in tasks such as
         ``sentence_prediction`` work on top of the fused feature unchanged."""
