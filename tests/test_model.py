@@ -269,3 +269,18 @@ def test_fp16_rejected_on_cpu(tiny_base):
     model = build(tiny_base, adapter_names="fac")
     with pytest.raises(ConfigError, match="bf16"):
         model.half()
+
+
+def test_arch_defaults_apply_after_hydra_merged_the_dataclass_defaults(tiny_base):
+    from fairseq.dataclass.utils import merge_with_parent
+
+    from kadapter_fairseq.models.roberta_kadapter import apply_arch_defaults
+
+    # what fairseq-hydra-train's add_defaults produces for `model: {_name: roberta_kadapter_tiny, ...}`
+    yaml = OmegaConf.create({"_name": "roberta_kadapter_tiny", "roberta_path": tiny_base, "adapter_heads": 4})
+    cfg = merge_with_parent(RobertaKAdapterConfig(), yaml)
+    assert cfg.adapter_plug_layers == "0,11,22"
+    apply_arch_defaults(cfg)
+    assert cfg.adapter_plug_layers == "0,1,2" and cfg.adapter_down_dim == 32
+    assert cfg.adapter_heads == 4, "an explicit override wins over the arch default"
+    assert cfg.adapter_layers == 1

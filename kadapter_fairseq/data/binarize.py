@@ -1,56 +1,78 @@
-"""Binarize BPE-piece files with ``fairseq-preprocess``, against the base's own dict.txt."""
+"""Binarize BPE-piece files with fairseq's preprocessing, against the base's own dict.txt.
+
+Runs ``fairseq_cli.preprocess`` in-process (a subprocess per split would pay
+fairseq's import time every time) and reports how many pieces fell back to
+``<unk>``: a non-zero rate means the BPE and the dictionary do not belong together.
+"""
+import logging
 import os
+import re
 import shutil
-import subprocess
-import sys
 
 from ..errors import KAdapterError
+
+_REPLACED = re.compile(r"\] (?P<file>\S+): (?P<sents>\d+) sents, (?P<tokens>\d+) tokens, (?P<pct>[\d.e+-]+)% replaced")
+logger = logging.getLogger(__name__)
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.stats = []
+
+    def emit(self, record):
+        m = _REPLACED.search(record.getMessage())
+        if m:
+            self.stats.append({"file": m["file"], "sentences": int(m["sents"]), "tokens": int(m["tokens"]), "unk_percent": float(m["pct"])})
 
 
 def binarize(pieces_by_split, dest_dir, dict_path, workers=1):
     """``pieces_by_split``: ``{split: path}`` of text files with one line of space-separated
-    pieces per example. Writes ``dest_dir/{split}.bin/.idx`` and ``dest_dir/dict.txt``."""
+    pieces per example. Writes ``dest_dir/{split}.bin/.idx`` and ``dest_dir/dict.txt``;
+    returns per-file statistics (sentences, tokens, % replaced by ``<unk>``)."""
     if not os.path.isfile(dict_path):
         raise KAdapterError(f"dictionary not found: {dict_path}")
     os.makedirs(dest_dir, exist_ok=True)
-    args = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--srcdict", dict_path,
-            "--destdir", dest_dir, "--workers", str(workers), "--dataset-impl", "mmap"]
-    flags = {"train": "--trainpref", "valid": "--validpref", "test": "--testpref"}
-    extra = {}
-    for split, path in pieces_by_split.items():
+    standard = {s: p for s, p in pieces_by_split.items() if s in ("train", "valid", "test")}
+    other = {s: p for s, p in pieces_by_split.items() if s not in standard}
+    for path in pieces_by_split.values():
         if not os.path.isfile(path):
             raise KAdapterError(f"pieces file not found: {path}")
-        if split in flags:
-            args += [flags[split], _prefix(path)]
-        else:
-            extra[split] = path
-    if not any(f in args for f in flags.values()):
-        # fairseq-preprocess needs a train split: binarize a non-standard split under its own name
-        split, path = extra.popitem()
-        args += ["--trainpref", _prefix(path)]
-        _run(args, dest_dir)
-        _rename(dest_dir, "train", split)
-    else:
-        _run(args, dest_dir)
-    for split, path in extra.items():
-        binarize({split: path}, dest_dir, dict_path, workers)
-    return dest_dir
+    stats = []
+    if standard:
+        stats += _preprocess(standard, dest_dir, dict_path, workers)
+    for split, path in other.items():
+        # fairseq's preprocessing knows train/valid/test only: binarize as train, then rename
+        tmp = os.path.join(dest_dir, f".{split}.tmp")
+        stats += _preprocess({"train": path}, tmp, dict_path, workers)
+        for ext in (".bin", ".idx"):
+            shutil.move(os.path.join(tmp, "train" + ext), os.path.join(dest_dir, split + ext))
+        shutil.rmtree(tmp)
+    for s in stats:
+        if s["unk_percent"] > 0:
+            logger.warning(f"{s['file']}: {s['unk_percent']:.3g}% of pieces are not in {dict_path} (replaced by <unk>)")
+    return stats
 
 
-def _prefix(path):
-    # fairseq-preprocess takes "prefix" + ".<lang>"; with --only-source and no lang the prefix is the file
-    return path
+def _preprocess(splits, dest_dir, dict_path, workers):
+    from fairseq import options
+    from fairseq_cli import preprocess
 
-
-def _run(args, dest_dir):
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise KAdapterError(f"fairseq-preprocess failed for {dest_dir}:\n{tail}")
-    # fairseq-preprocess reports replaced (unknown) tokens: they mean the wrong dict or BPE
-    return proc
-
-
-def _rename(dest_dir, old, new):
-    for ext in (".bin", ".idx"):
-        shutil.move(os.path.join(dest_dir, old + ext), os.path.join(dest_dir, new + ext))
+    argv = ["--only-source", "--srcdict", dict_path, "--destdir", dest_dir, "--workers", str(workers), "--dataset-impl", "mmap"]
+    for split, path in splits.items():
+        argv += [f"--{split}pref", path]
+    args = options.get_preprocessing_parser().parse_args(argv)
+    capture = _Capture()
+    plog = logging.getLogger("fairseq_cli.preprocess")
+    before = list(plog.handlers)
+    plog.addHandler(capture)
+    try:
+        preprocess.main(args)
+    except Exception as e:  # fairseq raises bare asserts / FileExistsError here
+        raise KAdapterError(f"binarizing into {dest_dir} failed: {type(e).__name__}: {e}") from e
+    finally:
+        for h in plog.handlers[:]:
+            if h not in before:  # preprocess.main adds a file handler per call
+                plog.removeHandler(h)
+                h.close()
+    return capture.stats

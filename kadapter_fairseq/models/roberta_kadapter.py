@@ -19,7 +19,7 @@ import torch.nn as nn
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoderModel, register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaEncoder
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from .. import checkpoint_utils as ku
 from ..errors import CheckpointError, ConfigError
@@ -83,6 +83,21 @@ ARCH_DEFAULTS = {
         adapter_plug_layers="0,1,2", adapter_down_dim=32, adapter_layers=1, adapter_heads=2, adapter_ffn_dim=64
     ),
 }
+
+
+def apply_arch_defaults(cfg):
+    """fairseq-hydra-train merges the dataclass defaults (the large sizes) into
+    ``model: {_name: roberta_kadapter_tiny}`` before the arch function runs, so a
+    field still at its dataclass default takes the arch's value here. (An explicit
+    override equal to the large default is indistinguishable and yields the arch's.)"""
+    name = getattr(cfg, "_name", None) if not isinstance(cfg, dict) else cfg.get("_name")
+    if name not in ARCH_DEFAULTS:
+        return
+    defaults = {f.name: f.default for f in fields(RobertaKAdapterConfig)}
+    with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.nullcontext():
+        for key, value in ARCH_DEFAULTS[name].items():
+            if _value(cfg, key) == defaults[key]:
+                setattr(cfg, key, value)
 
 
 def _value(cfg, name):
@@ -191,6 +206,7 @@ class RobertaKAdapterModel(FairseqEncoderModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        apply_arch_defaults(cfg)
         return cls.from_base(cfg, task.source_dictionary)
 
     @classmethod

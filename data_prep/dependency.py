@@ -1,0 +1,171 @@
+"""Words + heads -> BPE pieces + pointer labels + binarized data (spec 2.2).
+
+Shared by the CoNLL-U and spaCy converters. Heads are 1-based word indices
+with 0 for the root. The first piece of every word is labelled with the
+sequence position of its head's first piece (the root with 0, ``<s>``); every
+other position holds the ignore index -100 (``kadapter_fairseq.data.encoding``).
+
+Trees: non-projective trees are valid and kept; a sentence with no root,
+several roots, a head out of range or a cycle is skipped and counted.
+
+Length rule: the pointer head has ``max_len`` classes (64 by default), so a
+sequence may hold at most ``max_len`` positions including ``<s>`` and
+``</s>``. A longer sentence is skipped and counted (``--long skip``, the
+default) or cut after the last whole word that fits (``--long truncate``),
+in which case words whose head was cut away are not labelled.
+"""
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from kadapter_fairseq.data.encoding import IGNORE_INDEX, EncodedWords, head_pointer_labels
+from kadapter_fairseq.errors import KAdapterError
+
+from .common import SkipCounter, progress, write_lines, write_prep_json
+
+LONG_POLICIES = ("skip", "truncate")
+
+
+@dataclass
+class DependencyExample:
+    id: str
+    words: List[str]
+    heads: List[int]  # 1-based, 0 = root
+    where: str
+
+
+def tree_problem(heads: Sequence[int]) -> Optional[str]:
+    """Why ``heads`` is not a rooted tree (``None`` when it is; crossing arcs are fine)."""
+    n = len(heads)
+    if n == 0:
+        return "empty_sentence"
+    if any(not (0 <= h <= n) for h in heads):
+        return "head_out_of_range"
+    roots = sum(1 for h in heads if h == 0)
+    if roots == 0:
+        return "no_root"
+    if roots > 1:
+        return "several_roots"
+    # with exactly one root, the arcs form a tree iff every word reaches the root
+    reaches_root = [False] * (n + 1)
+    reaches_root[0] = True
+    for i in range(1, n + 1):
+        path, node = [], i
+        while not reaches_root[node]:
+            if node in path:
+                return "cyclic_heads"
+            path.append(node)
+            node = heads[node - 1]
+        for p in path:
+            reaches_root[p] = True
+    return None
+
+
+def encode_dependency(encoder, example: DependencyExample, max_len: int, long: str = "skip"):
+    """``(pieces, labels, truncated)`` or a skip reason string."""
+    problem = tree_problem(example.heads)
+    if problem:
+        return problem
+    encoded = encoder.encode_words(example.words)
+    budget = max_len - 2
+    if len(encoded.pieces) <= budget:
+        return encoded.pieces, head_pointer_labels(encoded, example.heads), False
+    if long == "skip":
+        return f"too_long_for_max_len_{max_len}"
+    kept_words = sum(1 for i in range(len(example.words)) if _word_end(encoded, i) <= budget)
+    if kept_words == 0:
+        return "first_word_too_long"
+    cut = EncodedWords(encoded.pieces[: _word_end(encoded, kept_words - 1)], encoded.word_starts[:kept_words])
+    heads = example.heads[:kept_words]
+    labels = head_pointer_labels(cut, [h if h <= kept_words else 0 for h in heads])
+    for i, h in enumerate(heads):
+        if h > kept_words:
+            labels[cut.position(i)] = IGNORE_INDEX
+    return cut.pieces, labels, True
+
+
+def _word_end(encoded: EncodedWords, i: int) -> int:
+    return encoded.word_starts[i + 1] if i + 1 < len(encoded.word_starts) else len(encoded.pieces)
+
+
+def write_dependency_dataset(
+    out_dir: str,
+    splits: Dict[str, Sequence[DependencyExample]],
+    encoder,
+    dict_path: str,
+    max_len: int,
+    counter: SkipCounter,
+    long: str = "skip",
+    workers: int = 1,
+    prep_info: Optional[dict] = None,
+):
+    """Encode, binarize and write ``{split}.heads`` / ``{split}.ids``; returns examples per split."""
+    from kadapter_fairseq.data.binarize import binarize
+
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
+    written, truncated, per_split = {}, {}, {}
+    try:
+        piece_files = {}
+        for split, examples in splits.items():
+            split_counter = SkipCounter()
+            piece_lines, label_lines, ids = [], [], []
+            n_trunc = 0
+            for ex in progress(examples, desc=f"encode {split}", unit="sent"):
+                result = encode_dependency(encoder, ex, max_len, long)
+                if isinstance(result, str):
+                    split_counter.skip(result, ex.where)
+                    continue
+                pieces, labels, was_truncated = result
+                n_trunc += was_truncated
+                split_counter.keep()
+                piece_lines.append(" ".join(pieces))
+                label_lines.append(" ".join(map(str, labels)))
+                ids.append(ex.id)
+            if not piece_lines:
+                raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
+            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
+            write_lines(piece_files[split], piece_lines)
+            write_lines(os.path.join(out_dir, f"{split}.heads"), label_lines)
+            write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
+            written[split], truncated[split], per_split[split] = len(piece_lines), n_trunc, split_counter
+            counter.merge(split_counter)
+        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    info = dict(prep_info or {})
+    info.update(
+        {
+            "task": "dependency_head_prediction",
+            "max_len": max_len,
+            "long_policy": long,
+            "examples": written,
+            "truncated": truncated,
+            "per_split": {s: c.as_dict() for s, c in per_split.items()},
+            "counts": counter.as_dict(),
+        }
+    )
+    write_prep_json(out_dir, info)
+    return written
+
+
+def add_dependency_args(parser):
+    parser.add_argument("--max-len", type=int, default=64,
+                        help="positions per sentence incl. <s> and </s> = pointer classes (default 64)")
+    parser.add_argument("--long", choices=LONG_POLICIES, default="skip",
+                        help="sentences longer than --max-len: skip and count (default) or cut after the last whole word")
+    parser.add_argument("--valid-fraction", type=float, default=0.1,
+                        help="share of sentences for valid when no --valid input is given (default 0.1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the train/valid split")
+
+
+def split_by_id(examples: Sequence[DependencyExample], valid_fraction: float, seed: int):
+    from .common import seeded_split
+
+    valid_ids = seeded_split((ex.id for ex in examples), valid_fraction, seed)
+    splits = {"train": [], "valid": []}
+    for ex in examples:
+        splits["valid" if ex.id in valid_ids else "train"].append(ex)
+    return splits

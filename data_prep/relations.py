@@ -1,0 +1,199 @@
+"""Relation examples -> marked BPE pieces, marker positions, labels, binarized data.
+
+Shared by the T-REx and FewRel converters. An example is a word list with a
+subject span and an object span; the subject is wrapped in ``@ ... @`` and the
+object in ``# ... #`` (spec 2.1) and the stored positions are those of the first
+``@`` and the first ``#`` in ``<s> pieces </s>``.
+
+Over-long examples (more than ``max_len`` positions with ``<s>`` and ``</s>``)
+are cut to a window that keeps both marked mentions (``--long truncate``, the
+default, as the authors truncate to 64) or skipped (``--long skip``); an example
+whose marked mentions alone do not fit is always skipped and counted.
+"""
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from kadapter_fairseq.data.encoding import BOS_OFFSET, fit_window, mark_spans
+from kadapter_fairseq.data.labels import LabelVocabulary
+from kadapter_fairseq.errors import KAdapterError
+
+from .common import SkipCounter, progress, write_lines, write_prep_json
+
+SUBJECT_MARKER = "@"
+OBJECT_MARKER = "#"
+LONG_POLICIES = ("truncate", "skip")
+
+
+class Skip(Exception):
+    """An example that is dropped for a counted, named reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class RelationExample:
+    id: str
+    words: List[str]
+    subject: Tuple[int, int]  # word span [start, end)
+    object: Tuple[int, int]
+    relation: str
+    where: str  # "path:line", for skip reports
+    group: str = ""  # examples sharing a group (a sentence) go to the same split
+
+
+@dataclass
+class EncodedRelation:
+    pieces: List[str]
+    positions: Tuple[int, int]  # first "@" and first "#", counting <s> at 0
+    truncated: bool
+
+
+def encode_relation(encoder, example: RelationExample, max_len: int, long: str = "truncate") -> EncodedRelation:
+    """Mark, encode and fit one example; raises ``Skip`` with the reason it cannot be used."""
+    (s0, s1), (o0, o1) = example.subject, example.object
+    try:
+        marked, (subj_open, obj_open) = mark_spans(
+            example.words, [(s0, s1, SUBJECT_MARKER), (o0, o1, OBJECT_MARKER)]
+        )
+    except ValueError as e:
+        raise Skip("overlapping_mentions" if "overlap" in str(e) else "mention_outside_sentence") from None
+    encoded = encoder.encode_words(marked)
+    pieces, starts = encoded.pieces, encoded.word_starts
+    budget = max_len - 2  # <s> and </s>
+    start, end = 0, len(pieces)
+    if len(pieces) > budget:
+        if long == "skip":
+            raise Skip("too_long")
+        # the kept range runs from the first opening marker to the end of the last closing marker
+        subj_close, obj_close = subj_open + (s1 - s0) + 1, obj_open + (o1 - o0) + 1
+
+        def end_of(word):
+            return starts[word + 1] if word + 1 < len(starts) else len(pieces)
+
+        lo = min(starts[subj_open], starts[obj_open])
+        hi = max(end_of(subj_close), end_of(obj_close))
+        window = fit_window(len(pieces), (lo, hi), budget)
+        if window is None:
+            raise Skip("mentions_too_far_apart_for_max_len")
+        start, end = window
+    positions = (starts[subj_open] - start + BOS_OFFSET, starts[obj_open] - start + BOS_OFFSET)
+    return EncodedRelation(pieces[start:end], positions, truncated=(start, end) != (0, len(pieces)))
+
+
+def filter_relations(examples: Sequence[RelationExample], counter: SkipCounter, min_count: int, drop: Sequence[str]):
+    """Drop excluded relations and those with fewer than ``min_count`` examples (counted)."""
+    counts = Counter(ex.relation for ex in examples)
+    dropped = set(drop)
+    kept = []
+    for ex in examples:
+        if ex.relation in dropped:
+            counter.skip(f"relation_excluded_{ex.relation}", ex.where)
+        elif counts[ex.relation] < min_count:
+            counter.skip(f"relation_below_min_count_{min_count}", ex.where)
+        else:
+            kept.append(ex)
+    return kept
+
+
+def build_label_vocabulary(examples: Sequence[RelationExample]) -> LabelVocabulary:
+    """Labels of the train split, most frequent first (ties by name) so ids are reproducible."""
+    counts = Counter(ex.relation for ex in examples)
+    return LabelVocabulary(sorted(counts, key=lambda r: (-counts[r], r)))
+
+
+def write_relation_dataset(
+    out_dir: str,
+    splits: Dict[str, Sequence[RelationExample]],
+    encoder,
+    dict_path: str,
+    max_len: int,
+    counter: SkipCounter,
+    long: str = "truncate",
+    labels: Optional[LabelVocabulary] = None,
+    workers: int = 1,
+    prep_info: Optional[dict] = None,
+):
+    """Encode every split, binarize the pieces and write the side files.
+
+    The label vocabulary is ``labels`` if given, else built from the ``train``
+    split; examples of any split whose relation is not in it are counted and
+    skipped. Returns the per-split number of examples written.
+    """
+    from kadapter_fairseq.data.binarize import binarize
+
+    if labels is None:
+        if "train" not in splits:
+            raise KAdapterError("a train split is needed to build the label set (or pass --labels)")
+        labels = build_label_vocabulary(splits["train"])
+    if len(labels) == 0:
+        raise KAdapterError("no relation is left after filtering: nothing to write (lower --min-count?)")
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
+    written, truncated, split_counters = {}, {}, {}
+    try:
+        piece_files = {}
+        for split, examples in splits.items():
+            split_counter = SkipCounter()
+            piece_lines, positions, label_lines, ids = [], [], [], []
+            n_trunc = 0
+            for ex in progress(examples, desc=f"encode {split}"):
+                if ex.relation not in labels:
+                    split_counter.skip("relation_not_in_label_set", ex.where)
+                    continue
+                try:
+                    enc = encode_relation(encoder, ex, max_len, long)
+                except Skip as s:
+                    split_counter.skip(s.reason, ex.where)
+                    continue
+                n_trunc += enc.truncated
+                split_counter.keep()
+                piece_lines.append(" ".join(enc.pieces))
+                positions.append(f"{enc.positions[0]} {enc.positions[1]}")
+                label_lines.append(ex.relation)
+                ids.append(ex.id)
+            if not piece_lines:
+                raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
+            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
+            write_lines(piece_files[split], piece_lines)
+            write_lines(os.path.join(out_dir, f"{split}.positions"), positions)
+            write_lines(os.path.join(out_dir, f"{split}.label"), label_lines)
+            write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
+            written[split], truncated[split] = len(piece_lines), n_trunc
+            split_counters[split] = split_counter
+            counter.merge(split_counter)
+        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    labels.save(os.path.join(out_dir, "labels.txt"))
+    info = dict(prep_info or {})
+    info.update(
+        {
+            "task": "relation_pretrain",
+            "max_len": max_len,
+            "long_policy": long,
+            "examples": written,
+            "truncated": truncated,
+            "num_labels": len(labels),
+            "per_split": {s: c.as_dict() for s, c in split_counters.items()},
+            "counts": counter.as_dict(),
+        }
+    )
+    write_prep_json(out_dir, info)
+    return written
+
+
+def add_relation_args(parser, min_count_default: int = 50):
+    parser.add_argument("--max-len", type=int, default=64, help="positions per example incl. <s> and </s> (default 64, the authors')")
+    parser.add_argument("--long", choices=LONG_POLICIES, default="truncate",
+                        help="over-long examples: cut to a window keeping both mentions (default) or skip them")
+    parser.add_argument("--min-count", type=int, default=min_count_default,
+                        help=f"drop relations with fewer examples than this (default {min_count_default})")
+    parser.add_argument("--valid-fraction", type=float, default=0.1, help="share of examples for valid (default 0.1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the train/valid split")
+    parser.add_argument("--labels", help="fixed label list (one relation per line) instead of the train split's")

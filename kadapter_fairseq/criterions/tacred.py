@@ -1,0 +1,60 @@
+"""Cross-entropy over relations, with the standard TACRED P/R/F1 from summable counts."""
+import math
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+from ..scoring.classification import relation_counts, relation_prf
+
+
+@dataclass
+class TacredCriterionConfig(FairseqDataclass):
+    pass
+
+
+@register_criterion("tacred", dataclass=TacredCriterionConfig)
+class TacredCriterion(FairseqCriterion):
+    def forward(self, model, sample, reduce=True):
+        net_input = sample["net_input"]
+        logits, _ = model(
+            net_input["src_tokens"], positions=net_input["positions"], classification_head_name=self.task.head_name
+        )
+        targets = sample["target"].view(-1)
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        guesses = logits.detach().argmax(dim=-1)
+        counts = relation_counts(zip(targets.tolist(), guesses.tolist()), negative=self.task.negative_index)
+        logging_output = {
+            "loss": loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": targets.numel(),
+            "sample_size": targets.numel(),
+            "ncorrect": float((guesses == targets).sum().item()),
+            "rel_tp": counts["tp"],
+            "rel_fp": counts["fp"],
+            "rel_fn": counts["fn"],
+        }
+        return loss, targets.numel(), logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return float(sum(log.get(key, 0) for log in logging_outputs))
+
+        sample_size = total("sample_size")
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=4)
+        if not any("rel_tp" in log for log in logging_outputs):
+            return
+        for key in ("ncorrect", "nsentences", "rel_tp", "rel_fp", "rel_fn"):
+            metrics.log_scalar_sum(f"_{key}", total(key))
+        metrics.log_derived("accuracy", lambda m: round(m["_ncorrect"].sum / max(m["_nsentences"].sum, 1), 4))
+        for i, name in enumerate(("precision", "recall", "f1")):
+            metrics.log_derived(
+                name, lambda m, i=i: round(relation_prf(m["_rel_tp"].sum, m["_rel_fp"].sum, m["_rel_fn"].sum)[i], 4)
+            )
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

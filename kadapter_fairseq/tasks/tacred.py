@@ -1,0 +1,41 @@
+"""TACRED-style relation classification: ``@ subject @`` and ``# object #`` (spec §3).
+
+The ``span_pair`` head concatenates the fused features at the first ``@`` and
+the first ``#``; cross-entropy over ``labels.txt``. ``negative_label`` is the
+"no relation" class the standard scorer leaves out of precision and recall.
+"""
+from dataclasses import dataclass, field
+
+from fairseq.tasks import register_task
+
+from ..errors import DataError
+from ..scoring.classification import NO_RELATION
+from .marked_classification import MarkedClassificationConfig, MarkedClassificationTask
+
+
+@dataclass
+class TacredConfig(MarkedClassificationConfig):
+    negative_label: str = field(
+        default=NO_RELATION, metadata={"help": "the no-relation label (left out of P/R/F1); absent = every guess counts"}
+    )
+
+
+@register_task("tacred", dataclass=TacredConfig)
+class TacredTask(MarkedClassificationTask):
+    NAME = "tacred"
+    HEAD_TYPE = "span_pair"
+    NUM_POSITIONS = 2
+
+    @property
+    def negative_index(self) -> int:
+        """Index of ``negative_label``, or -1 when the label set has none."""
+        return self.labels.index.get(self.cfg.negative_label, -1)
+
+    def build_targets(self, label_lines, path):
+        targets = []
+        for i, line in enumerate(label_lines):
+            names = line.split("\t")
+            if len(names) != 1 or not names[0]:
+                raise DataError(path, i + 1, f"expected exactly one relation label, got {line!r}")
+            targets.append(self.labels.encode(names[0], path, i + 1))
+        return targets
