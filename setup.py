@@ -25,6 +25,7 @@ setup(
             "kadapter-predict=kadapter_fairseq.predict:main",
             "kadapter-convert=kadapter_fairseq.convert.cli:main",
             "kadapter-tiny-base=kadapter_fairseq.tools.tiny_base:main",
+            "kadapter-build-base=kadapter_fairseq.tools.build_base:main",
         ]
     },
 )

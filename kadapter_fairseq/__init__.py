@@ -5,8 +5,10 @@ architectures, the tasks and the criterions with fairseq (this is what
 ``--user-dir kadapter_fairseq`` and ``common.user_dir`` do).
 """
 from .checkpoint_utils import install_safe_globals
+from .runtime_checks import check_current_command
 
 install_safe_globals()
+check_current_command()
 
 from . import models  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401

@@ -92,14 +92,15 @@ def test_fp16_on_cpu_is_a_clear_error(tiny_base, sentence_data, tmp_path):
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     assert code != 0
-    assert "common.fp16 / memory_efficient_fp16 need a CUDA GPU" in log and "bf16" in log
+    assert "kadapter-fairseq: --fp16 needs a CUDA GPU" in log and "bf16" in log
+    assert "Traceback" not in log
 
 
 def test_kadapter_train_rejects_cpu_setups_fairseq_would_run_wrongly():
     from omegaconf import OmegaConf
 
     from kadapter_fairseq.errors import ConfigError
-    from kadapter_fairseq.tools.train import check_runtime
+    from kadapter_fairseq.runtime_checks import check_fairseq_train_argv, check_runtime
 
     def cfg(ws=1, **common):
         c = {"fp16": False, "memory_efficient_fp16": False, "amp": False, "bf16": False}
@@ -115,3 +116,44 @@ def test_kadapter_train_rejects_cpu_setups_fairseq_would_run_wrongly():
     with pytest.raises(ConfigError, match="would start none"):
         check_runtime(cfg(ws=2), cuda_available=False)
     check_runtime(cfg(fp16=True, ws=2), cuda_available=True)
+
+    check_fairseq_train_argv(["data", "--task", "x", "--cpu"], cuda_available=False)
+    for argv, message in [
+        (["--fp16"], "bf16"),
+        (["--amp"], "silently run in fp32"),
+        (["--bf16"], "--tpu"),
+        (["--distributed-world-size", "2"], "no training process"),
+        (["--distributed-world-size=4"], "no training process"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            check_fairseq_train_argv(["data"] + argv, cuda_available=False)
+    check_fairseq_train_argv(["--fp16", "--distributed-world-size", "8"], cuda_available=True)
+
+
+def test_kadapter_train_composes_a_defaults_list_config_and_checks_the_runtime(tiny_base, sentence_data, tmp_path):
+    # a defaults list naming a kadapter task only works because kadapter-train imports the package first
+    (tmp_path / "cfg.yaml").write_text(
+        f"""
+defaults:
+  - task: relation_pretrain
+  - _self_
+task: {{_name: relation_pretrain}}
+common: {{user_dir: kadapter_fairseq, cpu: true, log_format: simple}}
+model: {{_name: roberta_kadapter_tiny, roberta_path: {tiny_base}, adapter_names: fac}}
+optimizer: {{_name: adam}}
+lr_scheduler: {{_name: fixed}}
+optimization: {{max_update: 2, lr: [0.001]}}
+dataset: {{batch_size: 8, num_workers: 0}}
+checkpoint: {{save_dir: {tmp_path / 'ckpt'}, no_save: true}}
+hydra: {{run: {{dir: .}}}}
+"""
+    )
+    launcher = os.path.join(BIN, "kadapter-train")
+    code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere", "common.fp16=true"], tmp_path)
+    assert code != 0 and "kadapter-train: common.fp16 needs a CUDA GPU" in log and "Traceback" not in log
+    code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere",
+                     "distributed_training.distributed_world_size=2"], tmp_path)
+    assert code != 0 and "would start none here" in log
+    # typed override of a kadapter task field: a wrong type is caught by hydra against the dataclass
+    code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere", "task.max_positions=many"], tmp_path)
+    assert code != 0 and "max_positions" in log and "RelationPretrainConfig" in log

@@ -1,0 +1,66 @@
+"""Refuse set-ups that fairseq would run wrongly without saying so, before it starts.
+
+On a machine without CUDA: ``fp16`` crashes deep inside the optimizer, ``amp``
+silently trains in fp32, fairseq-train's ``--bf16`` implies ``--tpu`` and dies
+looking for torch_xla, and ``distributed_world_size > 1`` spawns no process at
+all and trains nothing.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+from .errors import ConfigError
+
+CPU_HINT = "on CPU train in fp32, or in bf16 with kadapter-train / fairseq-hydra-train and common.bf16=true"
+
+
+def check_runtime(cfg, cuda_available=None):
+    """Check a composed fairseq config (``common``, ``distributed_training``)."""
+    if torch.cuda.is_available() if cuda_available is None else cuda_available:
+        return
+    common = cfg.common
+    if common.fp16 or common.memory_efficient_fp16:
+        raise ConfigError(f"common.fp16 needs a CUDA GPU and none is available: {CPU_HINT}")
+    if common.amp:
+        raise ConfigError(f"common.amp needs a CUDA GPU (on CPU it would silently run in fp32): {CPU_HINT}")
+    world = cfg.distributed_training.distributed_world_size or 1
+    if world > 1:
+        raise ConfigError(
+            f"distributed_training.distributed_world_size={world} needs CUDA GPUs: fairseq's launcher starts one "
+            "process per GPU and would start none here. Use distributed_world_size=1 on CPU."
+        )
+
+
+def check_fairseq_train_argv(argv, cuda_available=None):
+    """The same checks for ``fairseq-train`` flags."""
+    if torch.cuda.is_available() if cuda_available is None else cuda_available:
+        return
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in ("--fp16", "--memory-efficient-fp16", "--amp", "--bf16", "--memory-efficient-bf16"):
+        p.add_argument(flag, action="store_true")
+    p.add_argument("--distributed-world-size", type=int, default=1)
+    a, _ = p.parse_known_args(argv)
+    if a.fp16 or a.memory_efficient_fp16:
+        raise ConfigError(f"--fp16 needs a CUDA GPU and none is available: {CPU_HINT}")
+    if a.amp:
+        raise ConfigError(f"--amp needs a CUDA GPU (on CPU it would silently run in fp32): {CPU_HINT}")
+    if a.bf16 or a.memory_efficient_bf16:
+        raise ConfigError(f"fairseq-train's --bf16 also switches on --tpu and fails without torch_xla: {CPU_HINT}")
+    if a.distributed_world_size > 1:
+        raise ConfigError(
+            f"--distributed-world-size {a.distributed_world_size} needs CUDA GPUs: fairseq would start no training "
+            "process on this machine. Use 1 on CPU."
+        )
+
+
+def check_current_command():
+    """Called when the package is imported: ``fairseq-train --user-dir kadapter_fairseq`` imports
+    it while parsing its arguments, which is the last moment before fairseq acts on them."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") not in ("fairseq-train", "fairseq-validate"):
+        return
+    try:
+        check_fairseq_train_argv(sys.argv[1:])
+    except ConfigError as e:
+        sys.exit(f"kadapter-fairseq: {e}")
