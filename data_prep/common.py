@@ -16,7 +16,11 @@ Public API (kept small on purpose; other converters import it):
 - ``add_tokenizer_args(parser)`` / ``tokenizer_from_args(args)``: the
   ``--roberta-dir / --bpe / --gpt2-* / --sentencepiece-model / --dict`` options
   and their resolution to ``(bpe object, BPEFiles, dict path)``.
+- ``split_sources(args, parser=None)``: ``{split: value}`` of the
+  ``--train/--valid/--test`` options that were given (at least one must be).
 - ``write_lines(path, lines)``, ``write_prep_json(out_dir, info)``.
+- ``write_from_args(write_dataset, args, ...)``: a pre-training converter's
+  last step, with the options its writer shares with the other one.
 """
 import hashlib
 import json
@@ -25,9 +29,11 @@ import sys
 from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+from kadapter_fairseq.data.json_records import bad_json, iter_json_records
 from kadapter_fairseq.errors import DataError, KAdapterError
 
 MAX_EXAMPLES_PER_REASON = 5
+SPLITS = ("train", "valid", "test")
 
 
 def progress(iterable, desc: str, total: Optional[int] = None, unit: str = "rec"):
@@ -83,14 +89,6 @@ class SkipCounter:
         return "\n".join(lines)
 
 
-def _line_of(text: str, offset: int, cache: List[int]) -> int:
-    """1-based line of ``offset``; ``cache`` holds [last_offset, last_line] to stay linear."""
-    last_offset, last_line = cache
-    line = last_line + text.count("\n", last_offset, offset)
-    cache[0], cache[1] = offset, line
-    return line
-
-
 def require_file(path: str) -> str:
     """``path`` itself, or a ``DataError`` saying it does not exist."""
     if not os.path.isfile(path):
@@ -101,47 +99,8 @@ def require_file(path: str) -> str:
 def read_json_records(path: str) -> Iterator[Tuple[int, object]]:
     """Yield ``(line, record)`` from a JSON-lines file or a file holding one JSON array."""
     require_file(path)
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096)
-        first = head.lstrip()[:1]
-        f.seek(0)
-        if first != "[":
-            for n, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    yield n, json.loads(raw)
-                except json.JSONDecodeError as e:
-                    raise DataError(path, n, f"malformed JSON: {e.msg} (column {e.colno})") from None
-            return
-        text = f.read()
-    decoder = json.JSONDecoder()
-    cache = [0, 1]
-    pos = text.index("[") + 1
-
-    def skip_ws(i):
-        while i < len(text) and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    pos = skip_ws(pos)
-    if pos < len(text) and text[pos] == "]":
-        return
-    while True:
-        line = _line_of(text, pos, cache)
-        try:
-            record, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
+    for _, line, record in iter_json_records(path):
         yield line, record
-        pos = skip_ws(pos)
-        if pos >= len(text):
-            raise DataError(path, _line_of(text, pos, cache), "malformed JSON: the array is not closed with ']'")
-        if text[pos] == "]":
-            return
-        if text[pos] != ",":
-            raise DataError(path, _line_of(text, pos, cache), f"malformed JSON: expected ',' or ']' but found {text[pos]!r}")
-        pos = skip_ws(pos + 1)
 
 
 def load_json(path: str):
@@ -151,7 +110,7 @@ def load_json(path: str):
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"malformed JSON: {e.msg} (column {e.colno})") from None
+            raise bad_json(path, e.lineno, e, "the file") from None
 
 
 def seeded_split(keys: Iterable[str], valid_fraction: float, seed: int) -> set:
@@ -170,10 +129,37 @@ def seeded_split(keys: Iterable[str], valid_fraction: float, seed: int) -> set:
     return set(ranked[:n_valid])
 
 
+def split_sources(args, parser=None) -> dict:
+    """The ``--train/--valid/--test`` values given; none is a usage error (``parser``'s, where there is one)."""
+    sources = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
+    if not sources:
+        message = "give at least one of --train, --valid, --test"
+        if parser is None:
+            raise KAdapterError(f"nothing to convert: {message}")
+        parser.error(message)
+    return sources
+
+
 def write_lines(path: str, lines: Iterable[str]):
     with open(path, "w", encoding="utf-8") as f:
         for line in lines:
             f.write(line + "\n")
+
+
+def write_from_args(write_dataset, args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict, **options):
+    """Run a pre-training writer (``write_relation_dataset``, ``write_dependency_dataset``) with the
+    shared options (``--out --max-len --long --workers --valid-fraction --seed``) and print what was
+    kept and written. ``tokenizer`` is what ``tokenizer_from_args`` returned."""
+    from kadapter_fairseq.data.encoding import WordEncoder
+
+    bpe, bpe_files, dict_path = tokenizer
+    info = {"tokenizer": bpe_files.as_args(), "dict": dict_path, "valid_fraction": args.valid_fraction,
+            "seed": args.seed, **prep_info}
+    written = write_dataset(args.out, splits, WordEncoder(bpe), dict_path, args.max_len, counter, long=args.long,
+                            workers=args.workers, prep_info=info, **options)
+    print(counter.summary(title))
+    print("written: " + ", ".join(f"{s} {n}" for s, n in written.items()) + f" -> {args.out}")
+    return written
 
 
 def write_prep_json(out_dir: str, info: dict):

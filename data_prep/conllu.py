@@ -21,7 +21,7 @@ from typing import Iterator, List
 from kadapter_fairseq.errors import DataError
 
 from .common import SkipCounter, add_tokenizer_args, progress, require_file, run_main, tokenizer_from_args
-from .dependency import DependencyExample, add_dependency_args, split_by_id, write_dependency_dataset
+from .dependency import DependencyExample, add_dependency_args, splits_from_args, write_from_args
 
 
 def read_conllu(path: str, counter: SkipCounter) -> Iterator[DependencyExample]:
@@ -91,9 +91,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from kadapter_fairseq.data.encoding import WordEncoder
-
-    bpe, bpe_files, dict_path = tokenizer_from_args(args)
+    tokenizer = tokenizer_from_args(args)
     counter = SkipCounter()
 
     def read_all(paths):
@@ -102,18 +100,8 @@ def main(argv=None):
             out.extend(progress(read_conllu(path, counter), desc=f"read {path}", unit="sent"))
         return out
 
-    if args.valid:
-        splits = {"train": read_all(args.inputs), "valid": read_all(args.valid)}
-    else:
-        splits = split_by_id(read_all(args.inputs), args.valid_fraction, args.seed)
-    written = write_dependency_dataset(
-        args.out, splits, WordEncoder(bpe), dict_path, args.max_len, counter, long=args.long, workers=args.workers,
-        prep_info={"converter": "data_prep.conllu", "sources": args.inputs, "valid_sources": args.valid,
-                   "tokenizer": bpe_files.as_args(), "dict": dict_path, "valid_fraction": args.valid_fraction,
-                   "seed": args.seed},
-    )
-    print(counter.summary("CoNLL-U sentences"))
-    print("written: " + ", ".join(f"{s} {n}" for s, n in written.items()) + f" -> {args.out}")
+    write_from_args(args, splits_from_args(args, read_all), tokenizer, counter, "CoNLL-U sentences",
+                    {"converter": "data_prep.conllu", "sources": args.inputs})
     return 0
 
 

@@ -22,9 +22,18 @@ import tempfile
 from kadapter_fairseq.errors import DataError
 from kadapter_fairseq.scoring.qa import COSMOSQA_CHOICES, cosmosqa_rows, parse_cosmosqa_row
 
-from .common import SkipCounter, add_tokenizer_args, progress, run_main, tokenizer_from_args, write_lines, write_prep_json
+from .common import (
+    SPLITS,
+    SkipCounter,
+    add_tokenizer_args,
+    progress,
+    run_main,
+    split_sources,
+    tokenizer_from_args,
+    write_lines,
+    write_prep_json,
+)
 
-SPLITS = ("train", "valid", "test")
 LABELLED_SPLITS = ("train", "valid")
 DEFAULT_MAX_LEN = 256
 
@@ -93,9 +102,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    sources = {s: getattr(args, s) for s in SPLITS if getattr(args, s)}
-    if not sources:
-        parser.error("give at least one of --train, --valid, --test")
+    sources = split_sources(args, parser)
     bpe, bpe_files, dict_path = tokenizer_from_args(args)
     counters = {split: SkipCounter() for split in sources}
     splits = {split: read_split(path, split, args.bad_records, counters[split]) for split, path in sources.items()}

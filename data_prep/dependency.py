@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 from kadapter_fairseq.data.encoding import IGNORE_INDEX, EncodedWords, head_pointer_labels
 from kadapter_fairseq.errors import KAdapterError
 
+from . import common
 from .common import SkipCounter, progress, write_lines, write_prep_json
 
 LONG_POLICIES = ("skip", "truncate")
@@ -149,6 +150,21 @@ def write_dependency_dataset(
     )
     write_prep_json(out_dir, info)
     return written
+
+
+def splits_from_args(args, read):
+    """train and valid: ``read(args.inputs)`` and ``read(args.valid)``, or without ``--valid`` the
+    inputs split by ``--valid-fraction``."""
+    if args.valid:
+        return {"train": read(args.inputs), "valid": read(args.valid)}
+    return split_by_id(read(args.inputs), args.valid_fraction, args.seed)
+
+
+def write_from_args(args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict):
+    """``write_dependency_dataset`` with the options of ``add_dependency_args`` (see ``common.write_from_args``)."""
+    return common.write_from_args(
+        write_dependency_dataset, args, splits, tokenizer, counter, title, {"valid_sources": args.valid, **prep_info}
+    )
 
 
 def add_dependency_args(parser):

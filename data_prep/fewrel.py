@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 from kadapter_fairseq.errors import DataError
 
 from .common import SkipCounter, add_tokenizer_args, load_json, progress, run_main, tokenizer_from_args
-from .relations import RelationExample, add_relation_args, filter_relations, write_relation_dataset
+from .relations import RelationExample, add_relation_args, filter_relations, write_from_args
 from .trex import split_examples
 
 
@@ -79,10 +79,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from kadapter_fairseq.data.encoding import WordEncoder
-    from kadapter_fairseq.data.labels import LabelVocabulary
-
-    bpe, bpe_files, dict_path = tokenizer_from_args(args)
+    tokenizer = tokenizer_from_args(args)
     counter = SkipCounter()
     examples = []
     for path in args.inputs:
@@ -90,15 +87,8 @@ def main(argv=None):
     n_read = len(examples) + counter.total_skipped
     examples = filter_relations(examples, counter, args.min_count, [])
     splits = split_examples(examples, args.valid_fraction, args.seed)
-    written = write_relation_dataset(
-        args.out, splits, WordEncoder(bpe), dict_path, args.max_len, counter, long=args.long,
-        labels=LabelVocabulary.load(args.labels) if args.labels else None, workers=args.workers,
-        prep_info={"converter": "data_prep.fewrel", "sources": args.inputs, "tokenizer": bpe_files.as_args(),
-                   "dict": dict_path, "min_count": args.min_count, "valid_fraction": args.valid_fraction,
-                   "seed": args.seed},
-    )
-    print(counter.summary(f"FewRel: {n_read} instances"))
-    print("written: " + ", ".join(f"{s} {n}" for s, n in written.items()) + f" -> {args.out}")
+    write_from_args(args, splits, tokenizer, counter, f"FewRel: {n_read} instances",
+                    {"converter": "data_prep.fewrel", "sources": args.inputs})
     return 0
 
 

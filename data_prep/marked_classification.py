@@ -13,9 +13,7 @@ from kadapter_fairseq.data.encoding import WordEncoder
 from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import KAdapterError
 
-from .common import SkipCounter, add_tokenizer_args, progress, tokenizer_from_args, write_prep_json
-
-SPLITS = ("train", "valid", "test")
+from .common import SPLITS, SkipCounter, add_tokenizer_args, progress, split_sources, tokenizer_from_args, write_prep_json
 
 
 def add_convert_args(parser, max_len_default, what):
@@ -39,9 +37,7 @@ def labels_from_records(records, labels_of) -> LabelVocabulary:
 
 def convert_marked_dataset(args, read_records, encode, labels_of, info):
     """Run the conversion described by ``add_convert_args``; ``encode(word_encoder, record, max_len)``."""
-    inputs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
-    if not inputs:
-        raise KAdapterError("nothing to convert: give at least one of --train, --valid, --test")
+    inputs = split_sources(args)
     if args.labels:
         labels = LabelVocabulary.load(args.labels)
     elif "train" in inputs:

@@ -21,10 +21,11 @@ import os
 from collections import Counter
 from typing import Dict, List
 
+from kadapter_fairseq.data.json_records import iter_json_objects
 from kadapter_fairseq.errors import DataError, KAdapterError
 from kadapter_fairseq.scoring.qa import SpanQARecord
 
-from .common import progress, run_main
+from .common import progress, run_main, split_sources
 from .span_qa import SPLITS, add_span_qa_args, check_unique_ids, finish_from_args
 
 
@@ -34,16 +35,7 @@ def json_lines(path):
         raise KAdapterError(f"Quasar-T file not found: {path}")
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, f"not valid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, n, "expected a JSON object per line")
-            yield n, obj
+        yield from iter_json_objects(path, f)
 
 
 def _uid(obj, path, line):
@@ -104,9 +96,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    sources = {s: getattr(args, s) for s in SPLITS if getattr(args, s)}
-    if not sources:
-        parser.error("give at least one of --train, --valid, --test")
+    sources = split_sources(args, parser)
     splits = {}
     for split, (questions, contexts) in sources.items():
         stats = Counter()

@@ -17,14 +17,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kadapter_fairseq.data.encoding import BOS_OFFSET, fit_window, mark_spans
+from kadapter_fairseq.data.downstream import OBJECT_MARKER, SUBJECT_MARKER, SkipRecord, encode_marked
 from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import KAdapterError
 
+from . import common
 from .common import SkipCounter, progress, write_lines, write_prep_json
 
-SUBJECT_MARKER = "@"
-OBJECT_MARKER = "#"
 LONG_POLICIES = ("truncate", "skip")
 
 
@@ -56,34 +55,16 @@ class EncodedRelation:
 
 def encode_relation(encoder, example: RelationExample, max_len: int, long: str = "truncate") -> EncodedRelation:
     """Mark, encode and fit one example; raises ``Skip`` with the reason it cannot be used."""
-    (s0, s1), (o0, o1) = example.subject, example.object
+    spans = [(*example.subject, SUBJECT_MARKER), (*example.object, OBJECT_MARKER)]
     try:
-        marked, (subj_open, obj_open) = mark_spans(
-            example.words, [(s0, s1, SUBJECT_MARKER), (o0, o1, OBJECT_MARKER)]
-        )
-    except ValueError as e:
+        seq = encode_marked(encoder, example.words, spans, max_len)
+    except SkipRecord:  # the marked mentions alone exceed max_len, so the example does too
+        raise Skip("too_long" if long == "skip" else "mentions_too_far_apart_for_max_len") from None
+    except ValueError as e:  # mark_spans: the mentions overlap or leave the sentence
         raise Skip("overlapping_mentions" if "overlap" in str(e) else "mention_outside_sentence") from None
-    encoded = encoder.encode_words(marked)
-    pieces, starts = encoded.pieces, encoded.word_starts
-    budget = max_len - 2  # <s> and </s>
-    start, end = 0, len(pieces)
-    if len(pieces) > budget:
-        if long == "skip":
-            raise Skip("too_long")
-        # the kept range runs from the first opening marker to the end of the last closing marker
-        subj_close, obj_close = subj_open + (s1 - s0) + 1, obj_open + (o1 - o0) + 1
-
-        def end_of(word):
-            return starts[word + 1] if word + 1 < len(starts) else len(pieces)
-
-        lo = min(starts[subj_open], starts[obj_open])
-        hi = max(end_of(subj_close), end_of(obj_close))
-        window = fit_window(len(pieces), (lo, hi), budget)
-        if window is None:
-            raise Skip("mentions_too_far_apart_for_max_len")
-        start, end = window
-    positions = (starts[subj_open] - start + BOS_OFFSET, starts[obj_open] - start + BOS_OFFSET)
-    return EncodedRelation(pieces[start:end], positions, truncated=(start, end) != (0, len(pieces)))
+    if seq.truncated and long == "skip":
+        raise Skip("too_long")
+    return EncodedRelation(seq.pieces, tuple(seq.positions), seq.truncated)
 
 
 def filter_relations(examples: Sequence[RelationExample], counter: SkipCounter, min_count: int, drop: Sequence[str]):
@@ -186,6 +167,14 @@ def write_relation_dataset(
     )
     write_prep_json(out_dir, info)
     return written
+
+
+def write_from_args(args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict):
+    """``write_relation_dataset`` with the options of ``add_relation_args`` (see ``common.write_from_args``)."""
+    return common.write_from_args(
+        write_relation_dataset, args, splits, tokenizer, counter, title, {"min_count": args.min_count, **prep_info},
+        labels=LabelVocabulary.load(args.labels) if args.labels else None,
+    )
 
 
 def add_relation_args(parser, min_count_default: int = 50):

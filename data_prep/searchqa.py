@@ -24,7 +24,7 @@ from typing import List
 from kadapter_fairseq.errors import DataError, KAdapterError
 from kadapter_fairseq.scoring.qa import SpanQARecord
 
-from .common import progress, read_json_records, run_main
+from .common import progress, read_json_records, run_main, split_sources
 from .span_qa import SPLITS, add_span_qa_args, check_unique_ids, finish_from_args
 
 
@@ -103,9 +103,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    sources = {s: getattr(args, s) for s in SPLITS if getattr(args, s)}
-    if not sources:
-        parser.error("give at least one of --train, --valid, --test")
+    sources = split_sources(args, parser)
     splits, stats = {}, Counter()
     for split, paths in sources.items():
         splits[split] = read_searchqa(paths, stats)

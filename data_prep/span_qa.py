@@ -26,9 +26,18 @@ from typing import Dict, List, Sequence
 from kadapter_fairseq.errors import DataError
 from kadapter_fairseq.scoring.qa import SpanQARecord, read_span_qa, write_span_qa
 
-from .common import SkipCounter, add_tokenizer_args, progress, run_main, tokenizer_from_args, write_lines, write_prep_json
+from .common import (
+    SPLITS,
+    SkipCounter,
+    add_tokenizer_args,
+    progress,
+    run_main,
+    split_sources,
+    tokenizer_from_args,
+    write_lines,
+    write_prep_json,
+)
 
-SPLITS = ("train", "valid", "test")
 DEFAULT_MAX_LEN = 256
 DEFAULT_MAX_QUESTION_LEN = 64
 
@@ -149,10 +158,9 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    sources = {s: getattr(args, s) for s in SPLITS if getattr(args, s)}
-    if not sources:
-        build_parser().error("give at least one of --train, --valid, --test")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sources = split_sources(args, parser)
     splits = {}
     for split, path in sources.items():
         splits[split] = list(read_span_qa(path))

@@ -31,7 +31,7 @@ from .common import (
     seeded_split,
     tokenizer_from_args,
 )
-from .relations import RelationExample, add_relation_args, filter_relations, write_relation_dataset
+from .relations import RelationExample, add_relation_args, filter_relations, write_from_args
 
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 # a sentence ends at . ! ? (plus closing quotes/brackets) followed by space and an upper-case letter,
@@ -175,10 +175,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from kadapter_fairseq.data.encoding import WordEncoder
-    from kadapter_fairseq.data.labels import LabelVocabulary
-
-    bpe, bpe_files, dict_path = tokenizer_from_args(args)
+    tokenizer = tokenizer_from_args(args)
     counter = SkipCounter()
     examples, n_docs = [], 0
     for path in args.inputs:
@@ -188,15 +185,8 @@ def main(argv=None):
     drop = [r for r in args.drop_relations.split(",") if r]
     examples = filter_relations(examples, counter, args.min_count, drop)
     splits = split_examples(examples, args.valid_fraction, args.seed)
-    written = write_relation_dataset(
-        args.out, splits, WordEncoder(bpe), dict_path, args.max_len, counter, long=args.long,
-        labels=LabelVocabulary.load(args.labels) if args.labels else None, workers=args.workers,
-        prep_info={"converter": "data_prep.trex", "sources": args.inputs, "documents": n_docs,
-                   "tokenizer": bpe_files.as_args(), "dict": dict_path, "min_count": args.min_count,
-                   "dropped_relations": drop, "valid_fraction": args.valid_fraction, "seed": args.seed},
-    )
-    print(counter.summary(f"T-REx triples from {n_docs} documents"))
-    print("written: " + ", ".join(f"{s} {n}" for s, n in written.items()) + f" -> {args.out}")
+    write_from_args(args, splits, tokenizer, counter, f"T-REx triples from {n_docs} documents",
+                    {"converter": "data_prep.trex", "sources": args.inputs, "documents": n_docs, "dropped_relations": drop})
     return 0
 
 

@@ -14,18 +14,13 @@ from omegaconf import OmegaConf
 
 from . import checkpoint_utils as ku
 from .bpe import find_bpe_files, load_bpe
+from .data.dictionary import load_roberta_dictionary
 from .errors import CheckpointError, ConfigError
 from .models.roberta_kadapter import ARCH_DEFAULTS, RobertaKAdapterConfig, RobertaKAdapterModel, resolve_base_path
 
 
 def load_base_dictionary(base_dir) -> Dictionary:
-    """``dict.txt`` of a base directory, plus ``<mask>`` as every RoBERTa task adds it."""
-    path = os.path.join(base_dir, "dict.txt")
-    if not os.path.isfile(path):
-        raise ConfigError(f"dictionary not found: {path} (a RoBERTa base directory holds model.pt and dict.txt)")
-    dictionary = Dictionary.load(path)
-    dictionary.add_symbol("<mask>")
-    return dictionary
+    return load_roberta_dictionary(os.path.join(base_dir, "dict.txt"), "a RoBERTa base directory holds model.pt and dict.txt")
 
 
 class KAdapterHub(nn.Module):

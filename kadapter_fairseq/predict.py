@@ -15,13 +15,13 @@ args) -> iterator of prediction dicts``; ``hub`` is a ``KAdapterHub`` (``.model`
 in eval mode, ``.task``, ``.bpe``, ``.dictionary``).
 """
 import argparse
-import importlib
 import json
 import sys
 from collections import Counter
 from typing import Callable, Dict, Iterator, List, Sequence
 
 from .errors import ConfigError, KAdapterError
+from .registry import import_registering, registration
 
 Predictor = Callable[[object, str, argparse.Namespace], Iterator[dict]]
 PREDICTORS: Dict[str, Predictor] = {}
@@ -31,14 +31,7 @@ PREDICTORS: Dict[str, Predictor] = {}
 PREDICTOR_MODULES = ("kadapter_fairseq.tasks",)
 
 
-def register_predictor(task_name: str):
-    def wrap(fn: Predictor) -> Predictor:
-        if task_name in PREDICTORS and PREDICTORS[task_name] is not fn:
-            raise KAdapterError(f"a predictor for {task_name!r} is already registered ({PREDICTORS[task_name].__module__})")
-        PREDICTORS[task_name] = fn
-        return fn
-
-    return wrap
+register_predictor = registration(PREDICTORS, "predictor")
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -66,12 +59,10 @@ def classify_marked(hub, sequences: Sequence, batch_size: int) -> List:
     import torch
     from fairseq.data import data_utils
 
+    from .tasks.base import pieces_to_tokens
+
     dictionary = hub.dictionary
-    tokens = [
-        torch.cat([torch.tensor([dictionary.bos()]),
-                   dictionary.encode_line(" ".join(seq.pieces), add_if_not_exist=False, append_eos=True).long()])
-        for seq in sequences
-    ]
+    tokens = [pieces_to_tokens(dictionary, seq.pieces) for seq in sequences]
     order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
     out = [None] * len(tokens)
     device = next(hub.model.parameters()).device
@@ -80,7 +71,7 @@ def classify_marked(hub, sequences: Sequence, batch_size: int) -> List:
             idx = order[b : b + batch_size]
             src = data_utils.collate_tokens([tokens[i] for i in idx], dictionary.pad()).to(device)
             positions = torch.tensor([sequences[i].positions for i in idx], dtype=torch.long, device=device)
-            logits, _ = hub.model(src, positions=positions, classification_head_name=hub.task.head_name)
+            logits = hub.task.head_logits(hub.model, {"src_tokens": src, "positions": positions})
             for i, row in zip(idx, logits.float().cpu()):
                 out[i] = row
     return out
@@ -167,12 +158,7 @@ def predict_tacred(hub, input_path, args):
 # --------------------------------------------------------------------------- command line
 
 def load_predictors():
-    for name in PREDICTOR_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
+    import_registering(PREDICTOR_MODULES)
     return PREDICTORS
 
 

@@ -37,7 +37,9 @@ def test_config_composes_and_validates(name):
     )
     GlobalHydra.instance().clear()
     hydra_init(name)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+    # version_base 1.1, as fairseq itself composes: a newer one would stay set for the whole process and
+    # break fairseq's later use of hydra.experimental
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.1"):
         cfg = compose(config_name=name)
     add_defaults(cfg)  # what fairseq-hydra-train does next: merges the registered dataclasses
     assert cfg.task._name in TASK_DATACLASS_REGISTRY

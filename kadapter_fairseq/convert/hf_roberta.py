@@ -435,12 +435,12 @@ def build_fairseq_roberta(dest: str, checkpoint="model.pt"):
     """The DEST model as fairseq's ``RobertaModel`` (for self-checks), eval mode."""
     from argparse import Namespace
 
-    from fairseq.data import Dictionary
     from fairseq.models.roberta.model import RobertaEncoder, RobertaModel, base_architecture
 
+    from ..data.dictionary import load_roberta_dictionary
+
     state = ku.load_file(os.path.join(dest, checkpoint), "converted checkpoint")
-    dictionary = Dictionary.load(os.path.join(dest, "dict.txt"))
-    dictionary.add_symbol(MASK)
+    dictionary = load_roberta_dictionary(os.path.join(dest, "dict.txt"))
     args = Namespace(**state["cfg"]["model"])
     base_architecture(args)
     model = RobertaModel(args, RobertaEncoder(args, dictionary))

@@ -1,5 +1,4 @@
 """Cross-entropy over the four CosmosQA choices; accuracy from summed counts."""
-import math
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +8,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..scoring.qa import fraction
+from .summed_metrics import log_loss, log_sums, total
 
 
 @dataclass
@@ -35,12 +35,10 @@ class CosmosQACriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss = sum(float(log.get("loss", 0)) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", fraction(loss, sample_size) / math.log(2), sample_size, round=3)
+        log_loss(logging_outputs, round=3)
         if any("ncorrect" in log for log in logging_outputs):
-            metrics.log_scalar_sum("_ncorrect", sum(log.get("ncorrect", 0) for log in logging_outputs))
-            metrics.log_scalar_sum("_nexamples", sum(log.get("nsentences", 0) for log in logging_outputs))
+            log_sums(logging_outputs, ["ncorrect"])
+            metrics.log_scalar_sum("_nexamples", total(logging_outputs, "nsentences"))
             metrics.log_derived("accuracy", _accuracy)
 
     @staticmethod

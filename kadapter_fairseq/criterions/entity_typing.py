@@ -4,7 +4,6 @@ The loss is summed over every (example, type) cell and ``sample_size`` is the
 number of cells, so the optimised quantity is the mean BCE the authors'
 ``BCEWithLogitsLoss()`` computes and their learning rates carry over.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +14,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..scoring.classification import TYPING_COUNT_KEYS, typing_counts, typing_metrics
 from ..tasks.entity_typing import decide_types
+from .summed_metrics import log_loss, log_sums
 
 LOGGED_METRICS = ("precision", "recall", "f1", "macro_f1", "strict_accuracy")
 
@@ -31,10 +31,7 @@ def _index_sets(mask: torch.Tensor):
 @register_criterion("entity_typing", dataclass=EntityTypingCriterionConfig)
 class EntityTypingCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
-        net_input = sample["net_input"]
-        logits, _ = model(
-            net_input["src_tokens"], positions=net_input["positions"], classification_head_name=self.task.head_name
-        )
+        logits = self.task.head_logits(model, sample["net_input"])
         targets = sample["target"]
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="sum")
         chosen = decide_types(logits.detach(), self.task.at_least_one_type)
@@ -50,13 +47,10 @@ class EntityTypingCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=4)
+        log_loss(logging_outputs, round=4)
         if not any("typing_n" in log for log in logging_outputs):
             return
-        for key in TYPING_COUNT_KEYS:
-            metrics.log_scalar_sum(f"_typing_{key}", float(sum(log.get(f"typing_{key}", 0) for log in logging_outputs)))
+        log_sums(logging_outputs, [f"typing_{key}" for key in TYPING_COUNT_KEYS])
         for name in LOGGED_METRICS:
             metrics.log_derived(name, lambda meters, name=name: round(typing_metrics(_sums(meters))[name], 4))
 

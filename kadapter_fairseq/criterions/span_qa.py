@@ -4,7 +4,6 @@ Training pairs all contain an answer. In evaluation a batch holds whole
 questions (``QuestionGroupDataset``), so the best span over all paragraphs of a
 question is chosen here and scored with the scorer's own EM/F1 functions.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,7 @@ from fairseq.logging import metrics
 from ..data.encoding import IGNORE_INDEX
 from ..scoring.qa import fraction, qa_scores
 from ..tasks.span_qa import pick_answer
+from .summed_metrics import log_loss, log_sums
 
 
 @dataclass
@@ -67,12 +67,9 @@ class SpanQACriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss = sum(float(log.get("loss", 0)) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", fraction(loss, sample_size) / math.log(2), sample_size, round=3)
+        log_loss(logging_outputs, round=3)
         if any("nquestions" in log for log in logging_outputs):
-            for key in ("em_sum", "f1_sum", "nquestions"):
-                metrics.log_scalar_sum(f"_{key}", float(sum(log.get(key, 0) for log in logging_outputs)))
+            log_sums(logging_outputs, ["em_sum", "f1_sum", "nquestions"])
             metrics.log_derived("exact_match", _exact_match)
             metrics.log_derived("f1", _f1)
 

@@ -1,5 +1,4 @@
 """Cross-entropy over relations, with the standard TACRED P/R/F1 from summable counts."""
-import math
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -8,6 +7,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..scoring.classification import relation_counts, relation_prf
+from .summed_metrics import log_loss, log_sums
 
 
 @dataclass
@@ -18,10 +18,7 @@ class TacredCriterionConfig(FairseqDataclass):
 @register_criterion("tacred", dataclass=TacredCriterionConfig)
 class TacredCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
-        net_input = sample["net_input"]
-        logits, _ = model(
-            net_input["src_tokens"], positions=net_input["positions"], classification_head_name=self.task.head_name
-        )
+        logits = self.task.head_logits(model, sample["net_input"])
         targets = sample["target"].view(-1)
         loss = F.cross_entropy(logits.float(), targets, reduction="sum")
         guesses = logits.detach().argmax(dim=-1)
@@ -40,15 +37,10 @@ class TacredCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return float(sum(log.get(key, 0) for log in logging_outputs))
-
-        sample_size = total("sample_size")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=4)
+        log_loss(logging_outputs, round=4)
         if not any("rel_tp" in log for log in logging_outputs):
             return
-        for key in ("ncorrect", "nsentences", "rel_tp", "rel_fp", "rel_fn"):
-            metrics.log_scalar_sum(f"_{key}", total(key))
+        log_sums(logging_outputs, ["ncorrect", "nsentences", "rel_tp", "rel_fp", "rel_fn"])
         metrics.log_derived("accuracy", lambda m: round(m["_ncorrect"].sum / max(m["_nsentences"].sum, 1), 4))
         for i, name in enumerate(("precision", "recall", "f1")):
             metrics.log_derived(

@@ -14,6 +14,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from ..errors import DataError
 from .encoding import BOS_OFFSET, fit_window, mark_spans
+from .json_records import bad_json, iter_json_records
 
 # Penn Treebank escapes found in TACRED's tokens; the BPE was trained on raw text.
 PTB_ESCAPES = {
@@ -36,66 +37,6 @@ class SkipRecord(ValueError):
 
 
 # --------------------------------------------------------------------------- reading
-
-def iter_json_records(path) -> Iterator[Tuple[int, int, object]]:
-    """Yield ``(index, line, record)`` from a JSON array file or a JSON-lines file.
-
-    ``line`` is where the record starts, so a complaint about record 1234 of a
-    one-line JSON array still says which record (callers add ``record N``).
-    """
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except OSError as e:
-        raise DataError(path, None, f"cannot read: {e.strerror}") from None
-    start = len(text) - len(text.lstrip())
-    if text.startswith("[", start):
-        yield from _iter_array(path, text, start + 1)
-        return
-    index = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, lineno, f"not valid JSON ({e.msg}, column {e.colno})") from None
-        yield index, lineno, record
-        index += 1
-
-
-def _iter_array(path, text, pos):
-    decoder = json.JSONDecoder()
-    line, counted_to, index = 1, 0, 0
-
-    def skip_ws(p):
-        while p < len(text) and text[p] in " \t\r\n":
-            p += 1
-        return p
-
-    pos = skip_ws(pos)
-    if pos < len(text) and text[pos] == "]":
-        return
-    while True:
-        if pos >= len(text):
-            raise DataError(path, line, "JSON array is not closed (file truncated?)")
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        try:
-            record, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"record {index}: not valid JSON ({e.msg}, column {e.colno})") from None
-        yield index, line, record
-        index += 1
-        pos = skip_ws(pos)
-        if pos < len(text) and text[pos] == ",":
-            pos = skip_ws(pos + 1)
-        elif pos < len(text) and text[pos] == "]":
-            return
-        else:
-            line += text.count("\n", counted_to, pos)
-            raise DataError(path, line, f"after record {index - 1}: expected ',' or ']' in the JSON array")
-
 
 def record_id(record: dict, index: int) -> str:
     """A record's id: its ``id`` field where it has one, else its 0-based position."""
@@ -330,4 +271,4 @@ def read_prep_json(data_dir) -> dict:
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"not valid JSON ({e.msg})") from None
+            raise bad_json(path, e.lineno, e, "the file") from None

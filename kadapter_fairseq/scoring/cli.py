@@ -1,10 +1,10 @@
 """``kadapter-score --task NAME --gold FILE --pred FILE``: print the metrics as one JSON object."""
 import argparse
-import importlib
 import json
 import sys
 
 from ..errors import KAdapterError
+from ..registry import import_registering
 from .registry import SCORERS
 
 # Modules that register scorers. The QA ones belong to another part of the
@@ -14,12 +14,7 @@ SCORER_MODULES = ("kadapter_fairseq.scoring.classification", "kadapter_fairseq.s
 
 
 def load_scorers():
-    for name in SCORER_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
+    import_registering(SCORER_MODULES)
     return SCORERS
 
 

@@ -8,6 +8,7 @@ prediction file and line instead of a skewed score.
 import json
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
+from ..data.json_records import iter_json_lines
 from ..errors import DataError
 
 # A validator returns None when a value is acceptable, else what is wrong with it.
@@ -56,13 +57,7 @@ def read_predictions(path, field: str, validate: Optional[Validator] = None) -> 
     except OSError as e:
         raise DataError(path, None, f"cannot read prediction file: {e.strerror}") from None
     with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, lineno, f"not valid JSON ({e.msg}, column {e.colno})") from None
+        for lineno, obj in iter_json_lines(path, f):
             if not isinstance(obj, dict):
                 raise DataError(path, lineno, "expected a JSON object like {\"id\": ..., \"%s\": ...}" % field)
             if "id" not in obj:

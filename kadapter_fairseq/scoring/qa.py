@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence
 
+from ..data.json_records import iter_json_objects
 from ..errors import DataError, KAdapterError
 from .predictions import align, is_int, is_text, normalize_id, read_predictions
 from .registry import register_scorer
@@ -104,16 +105,7 @@ def cosmosqa_rows(path) -> Iterator[tuple]:
                 yield start, row
                 start = reader.line_num + 1
             return
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, f"not valid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, n, "expected a JSON object per line")
-            yield n, row
+        yield from iter_json_objects(path, f)
 
 
 def _required_text(row, key, path, line):
@@ -137,15 +129,19 @@ def _cosmosqa_label(value, path, line):
     return label
 
 
+def _record_id(row: dict, position: int) -> str:
+    rid = row.get("id")
+    return normalize_id(rid) if rid not in (None, "") else str(position)
+
+
 def parse_cosmosqa_row(row: dict, path, line: int, position: int, require_label=False) -> CosmosQARecord:
     """One CosmosQA record; a missing context, question, answer (or required label) is a ``DataError``."""
     label = _cosmosqa_label(row.get("label"), path, line)
     if label is None and require_label:
         raise DataError(path, line, "missing label")
-    rid = row.get("id")
     return CosmosQARecord(
         line=line,
-        id=normalize_id(rid) if rid not in (None, "") else str(position),
+        id=_record_id(row, position),
         context=_required_text(row, "context", path, line),
         question=_required_text(row, "question", path, line),
         answers=[_required_text(row, key, path, line) for key in COSMOSQA_ANSWER_FIELDS],
@@ -190,25 +186,14 @@ def read_span_qa(path) -> Iterator[SpanQARecord]:
     if not os.path.isfile(path):
         raise KAdapterError(f"span_qa file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        position = 0
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(path, n, f"not valid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, n, "expected a JSON object per line")
-            rid = row.get("id")
+        for position, (n, row) in enumerate(iter_json_objects(path, f)):
             yield SpanQARecord(
                 line=n,
-                id=normalize_id(rid) if rid not in (None, "") else str(position),
+                id=_record_id(row, position),
                 question=_required_text(row, "question", path, n),
                 paragraphs=_string_list(row, "paragraphs", path, n),
                 answers=_string_list(row, "answers", path, n),
             )
-            position += 1
 
 
 def write_span_qa(path, records):

@@ -6,17 +6,8 @@ in [0, 1], Python floats) plus ``n`` (gold examples scored) and ``missing``
 """
 from typing import Callable, Dict
 
-from ..errors import KAdapterError
+from ..registry import registration
 
 Scorer = Callable[[str, str], dict]
 SCORERS: Dict[str, Scorer] = {}
-
-
-def register_scorer(name: str):
-    def wrap(fn: Scorer) -> Scorer:
-        if name in SCORERS and SCORERS[name] is not fn:
-            raise KAdapterError(f"a scorer named {name!r} is already registered ({SCORERS[name].__module__})")
-        SCORERS[name] = fn
-        return fn
-
-    return wrap
+register_scorer = registration(SCORERS, "scorer")

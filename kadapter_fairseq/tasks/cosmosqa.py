@@ -16,27 +16,16 @@ from typing import List
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from fairseq.data import (
-    Dictionary,
-    IdDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    PrependTokenDataset,
-    RawLabelDataset,
-    RightPadDataset,
-    SortDataset,
-    data_utils,
-)
+from fairseq.data import IdDataset, NestedDictionaryDataset, NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..errors import ConfigError, DataError
-from ..scoring.qa import COSMOSQA_CHOICES as NUM_CHOICES
 from ..predict import max_len_for, register_predictor, require_task
+from ..scoring.qa import COSMOSQA_CHOICES as NUM_CHOICES
 from ..scoring.qa import CosmosQARecord, read_cosmosqa
+from .base import KAdapterTask, load_source, pad_batch, pieces_to_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +67,6 @@ def encode_choices(bpe, record: CosmosQARecord, max_len: int):
     return lines, truncated
 
 
-def pieces_to_tokens(dictionary, pieces: List[str]) -> torch.LongTensor:
-    """``<s> pieces </s>`` as ids, exactly as binarized data plus the task's ``<s>``."""
-    body = dictionary.encode_line(" ".join(pieces), add_if_not_exist=False, append_eos=True).long()
-    return torch.cat([torch.tensor([dictionary.bos()]), body])
-
-
-def pad_batch(rows, pad):
-    width = max(r.size(-1) for r in rows)
-    return torch.cat([F.pad(r.view(-1, r.size(-1)), (0, width - r.size(-1)), value=pad) for r in rows], dim=0)
-
-
 # --------------------------------------------------------------------------- task
 
 
@@ -107,31 +85,6 @@ def read_int_lines(path, what, low=None, high=None) -> List[int]:
     return values
 
 
-def load_task_dictionary(data_dir):
-    path = os.path.join(data_dir, "input0", "dict.txt")
-    if not os.path.isfile(path):
-        raise ConfigError(f"task.data: no dictionary at {path}; run the data_prep converter first")
-    dictionary = Dictionary.load(path)
-    dictionary.add_symbol("<mask>")  # RoBERTa's dictionary has it; the base's embeddings expect it
-    return dictionary
-
-
-def load_split(data_dir, subdir, split, dictionary, max_positions):
-    """An indexed dataset of pieces with ``<s>`` prepended, checked against ``max_positions``."""
-    prefix = os.path.join(data_dir, subdir, split)
-    dataset = data_utils.load_indexed_dataset(prefix, dictionary, None)
-    if dataset is None:
-        raise FileNotFoundError(f"binarized split not found: {prefix}.bin/.idx")
-    dataset = PrependTokenDataset(dataset, dictionary.bos())
-    longest = int(dataset.sizes.max()) if len(dataset) else 0
-    if longest > max_positions:
-        raise ConfigError(
-            f"{prefix}: sequences of up to {longest} tokens exceed task.max_positions={max_positions}; "
-            "convert again with a smaller --max-len or raise max_positions"
-        )
-    return dataset
-
-
 @dataclass
 class CosmosQAConfig(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "binarized data directory (data_prep.cosmosqa output)"})
@@ -143,20 +96,10 @@ class CosmosQAConfig(FairseqDataclass):
 
 
 @register_task("cosmosqa", dataclass=CosmosQAConfig)
-class CosmosQATask(FairseqTask):
-    def __init__(self, cfg, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        dictionary = load_task_dictionary(cfg.data)
-        logger.info("[input] dictionary: %d types", len(dictionary))
-        return cls(cfg, dictionary)
-
+class CosmosQATask(KAdapterTask):
     def load_dataset(self, split, combine=False, **kwargs):
         choices = [
-            load_split(self.cfg.data, f"input{k}", split, self.dictionary, self.cfg.max_positions)
+            load_source(self.cfg.data, split, self.dictionary, subdir=f"input{k}", max_positions=self.cfg.max_positions)
             for k in range(self.cfg.num_choices)
         ]
         n = len(choices[0])
@@ -181,34 +124,19 @@ class CosmosQATask(FairseqTask):
             items["target"] = RawLabelDataset(labels)
         sizes = np.maximum.reduce([c.sizes for c in choices])
         dataset = NestedDictionaryDataset(items, sizes=[sizes])
-        if not self.cfg.no_shuffle:
-            with data_utils.numpy_seed(self.cfg.seed):
-                dataset = SortDataset(dataset, sort_order=[np.random.permutation(n)])
+        dataset = self.shuffled(dataset, n)
         logger.info("loaded %s: %d examples", split, n)
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
+    def register_heads(self, model):
         model.register_kadapter_head(self.cfg.head_name, "sentence", num_classes=1)
-        return model
 
     def score_choices(self, model, choices):
         """B×C scores from C tensors of B×T tokens (one per choice), in one forward pass."""
         tokens = pad_batch(choices, self.dictionary.pad())
         logits, _ = model(tokens, classification_head_name=self.cfg.head_name)
         return logits.view(len(choices), -1).t()
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
 
 
 @register_predictor("cosmosqa")

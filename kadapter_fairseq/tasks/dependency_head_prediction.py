@@ -6,20 +6,25 @@ the ignore index. The pointer head (``dependency``) has ``max_len`` classes, so
 every stored pointer must be below ``max_len`` (the converters guarantee it).
 
 Data (``data_prep.conllu`` / ``data_prep.spacy_parse``): ``input0/`` pieces and
-``{split}.heads``, one integer per position of ``<s> pieces </s>``.
+``{split}.heads``, one integer per position of ``<s> pieces </s>``. The
+multitask baseline of ``relation_pretrain`` reads the same layout through
+``load_dependency_split``.
 """
 import logging
+import os
 from dataclasses import dataclass, field
+from typing import List
 
 import numpy as np
-from fairseq.data import NestedDictionaryDataset, SortDataset, data_utils
+from fairseq.data import Dictionary, NestedDictionaryDataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
-from ..data.datasets import RawIntListDataset
+from ..data.datasets import RawIntListDataset, check_count, load_int_lists
 from ..data.encoding import IGNORE_INDEX
-from .knowledge_common import AdapterExportingTask, load_dependency_split, load_dictionary, source_inputs
+from ..errors import DataError
+from .base import KAdapterTask, load_source, source_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,28 @@ class DependencyHeadPredictionConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
+def load_head_targets(data_dir: str, split: str, sizes: np.ndarray, num_classes: int) -> List[List[int]]:
+    """``{split}.heads``: one pointer per sequence position, checked against the sequence and the head."""
+    path = os.path.join(data_dir, f"{split}.heads")
+    rows = load_int_lists(path)
+    check_count(path, rows, len(sizes))
+    for n, (row, size) in enumerate(zip(rows, sizes), 1):
+        if len(row) != size:
+            raise DataError(path, n, f"has {len(row)} pointers but the sequence has {size} positions (<s> ... </s>)")
+        limit = min(int(size), num_classes)
+        bad = [v for v in row if v != IGNORE_INDEX and not 0 <= v < limit]
+        if bad:
+            raise DataError(path, n, f"pointer {bad[0]} is outside the sequence or the head's {num_classes} classes "
+                                     f"(valid: 0..{limit - 1} or {IGNORE_INDEX})")
+    return rows
+
+
+def load_dependency_split(data_dir: str, split: str, dictionary: Dictionary, num_classes: int):
+    """``(src, heads)`` of a dependency-head split."""
+    src = load_source(data_dir, split, dictionary)
+    return src, load_head_targets(data_dir, split, src.sizes, num_classes)
+
+
 def dependency_dataset(src, heads, dictionary):
     defn = source_inputs(src, dictionary)
     defn["target"] = RawIntListDataset(heads, pad=IGNORE_INDEX)
@@ -43,39 +70,17 @@ def dependency_dataset(src, heads, dictionary):
 
 
 @register_task("dependency_head_prediction", dataclass=DependencyHeadPredictionConfig)
-class DependencyHeadPredictionTask(AdapterExportingTask):
-    def __init__(self, cfg: DependencyHeadPredictionConfig, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        dictionary = load_dictionary(cfg.data)
-        logger.info(f"dictionary: {len(dictionary)} types")
-        return cls(cfg, dictionary)
-
+class DependencyHeadPredictionTask(KAdapterTask):
     def load_dataset(self, split, combine=False, **kwargs):
         src, heads = load_dependency_split(self.cfg.data, split, self.dictionary, self.cfg.max_len)
         dataset = dependency_dataset(src, heads, self.dictionary)
-        if not self.cfg.no_shuffle:
-            with data_utils.numpy_seed(self.cfg.seed):
-                dataset = SortDataset(dataset, sort_order=[np.random.permutation(len(src))])
+        dataset = self.shuffled(dataset, len(src))
         logger.info(f"loaded {len(src)} sentences from {self.cfg.data} ({split})")
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
+    def register_heads(self, model):
         model.register_kadapter_head(self.cfg.head_name, "dependency", self.cfg.max_len)
-        return self.remember_model(model)
 
     def max_positions(self):
         return self.cfg.max_len
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

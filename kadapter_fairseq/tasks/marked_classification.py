@@ -10,26 +10,13 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
-import numpy as np
-from fairseq.data import (
-    Dictionary,
-    IdDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    PrependTokenDataset,
-    RawLabelDataset,
-    RightPadDataset,
-    SortDataset,
-    data_utils,
-)
+from fairseq.data import NestedDictionaryDataset, RawLabelDataset
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
 
 from ..data.datasets import check_count, load_raw_lines
-from ..data.labels import LabelVocabulary
-from ..errors import DataError, KAdapterError
+from ..errors import DataError
+from .base import LabelledTask, load_source, source_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +28,6 @@ class MarkedClassificationConfig(FairseqDataclass):
     classification_head_name: str = field(default="", metadata={"help": "head name (default: the task's name)"})
     no_shuffle: bool = field(default=False)
     seed: int = II("common.seed")
-
-
-def load_task_dictionary(data_dir) -> Dictionary:
-    """``input0/dict.txt`` plus ``<mask>``: the base model's vocabulary, as sentence_prediction builds it."""
-    path = os.path.join(data_dir, "input0", "dict.txt")
-    if not os.path.isfile(path):
-        raise KAdapterError(f"dictionary not found: {path} (run the task's data_prep converter first)")
-    dictionary = Dictionary.load(path)
-    dictionary.add_symbol("<mask>")
-    return dictionary
 
 
 def read_side_lines(path, expected: int) -> List[str]:
@@ -77,21 +54,9 @@ def parse_positions(lines, path, sizes, count: int) -> List[List[int]]:
     return rows
 
 
-class MarkedClassificationTask(FairseqTask):
+class MarkedClassificationTask(LabelledTask):
     HEAD_TYPE = ""
     NUM_POSITIONS = 0
-
-    def __init__(self, cfg, dictionary: Dictionary, labels: LabelVocabulary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
-        self.labels = labels
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        dictionary = load_task_dictionary(cfg.data)
-        labels = LabelVocabulary.load(os.path.join(cfg.data, "labels.txt"))
-        logger.info(f"dictionary: {len(dictionary)} types; labels: {len(labels)}")
-        return cls(cfg, dictionary, labels)
 
     @property
     def head_name(self) -> str:
@@ -100,50 +65,26 @@ class MarkedClassificationTask(FairseqTask):
     def build_targets(self, label_lines, path):
         raise NotImplementedError
 
+    def head_logits(self, model, net_input):
+        """The head's logits for a batch: one row per example, read at its marker positions."""
+        logits, _ = model(net_input["src_tokens"], positions=net_input["positions"], classification_head_name=self.head_name)
+        return logits
+
     def load_dataset(self, split, combine=False, **kwargs):
-        prefix = os.path.join(self.cfg.data, "input0", split)
-        tokens = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
-        if tokens is None:
-            raise KAdapterError(f"binarized split not found: {prefix}.bin/.idx")
-        src_tokens = PrependTokenDataset(tokens, self.dictionary.bos())
+        src_tokens = load_source(self.cfg.data, split, self.dictionary, combine=combine)
         n = len(src_tokens)
         pos_path = os.path.join(self.cfg.data, f"{split}.positions")
         positions = parse_positions(read_side_lines(pos_path, n), pos_path, src_tokens.sizes, self.NUM_POSITIONS)
         label_path = os.path.join(self.cfg.data, f"{split}.label")
         targets = self.build_targets(read_side_lines(label_path, n), label_path)
-        dataset = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": {
-                    "src_tokens": RightPadDataset(src_tokens, pad_idx=self.dictionary.pad()),
-                    "src_lengths": NumelDataset(src_tokens, reduce=False),
-                    "positions": RawLabelDataset(positions),  # fixed count per example: stacks to B x k
-                },
-                "target": RawLabelDataset(targets),
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(src_tokens, reduce=True),
-            },
-            sizes=[src_tokens.sizes],
-        )
-        if not self.cfg.no_shuffle:
-            with data_utils.numpy_seed(self.cfg.seed):
-                dataset = SortDataset(dataset, sort_order=[np.random.permutation(n)])
+        defn = source_inputs(src_tokens, self.dictionary)
+        defn["net_input"]["positions"] = RawLabelDataset(positions)  # fixed count per example: stacks to B x k
+        defn["target"] = RawLabelDataset(targets)
+        dataset = NestedDictionaryDataset(defn, sizes=[src_tokens.sizes])
+        dataset = self.shuffled(dataset, n)
         logger.info(f"loaded {split}: {n} examples")
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
+    def register_heads(self, model):
         model.register_kadapter_head(self.head_name, self.HEAD_TYPE, len(self.labels))
-        return model
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

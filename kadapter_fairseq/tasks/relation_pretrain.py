@@ -21,8 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
-from fairseq.data import ConcatDataset, NestedDictionaryDataset, RawLabelDataset, SortDataset, data_utils
+from fairseq.data import ConcatDataset, NestedDictionaryDataset, RawLabelDataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
@@ -31,14 +30,8 @@ from ..data.datasets import RawIntListDataset, check_count, load_int_lists, load
 from ..data.encoding import IGNORE_INDEX
 from ..data.labels import LabelVocabulary
 from ..errors import DataError
-from .knowledge_common import (
-    AdapterExportingTask,
-    check_same_dictionary,
-    load_dependency_split,
-    load_dictionary,
-    load_source,
-    source_inputs,
-)
+from .base import LabelledTask, check_same_dictionary, load_source, source_inputs
+from .dependency_head_prediction import load_dependency_split
 
 logger = logging.getLogger(__name__)
 
@@ -81,21 +74,14 @@ def load_relation_split(data_dir, split, dictionary, labels: LabelVocabulary):
 
 
 @register_task("relation_pretrain", dataclass=RelationPretrainConfig)
-class RelationPretrainTask(AdapterExportingTask):
-    def __init__(self, cfg: RelationPretrainConfig, dictionary, labels: LabelVocabulary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
-        self.labels = labels
-
+class RelationPretrainTask(LabelledTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        dictionary = load_dictionary(cfg.data)
-        labels = LabelVocabulary.load(os.path.join(cfg.data, "labels.txt"))
+        task = super().setup_task(cfg, **kwargs)
         if cfg.dependency_data:
             check_same_dictionary(cfg.data, cfg.dependency_data)
-        logger.info(f"dictionary: {len(dictionary)} types; {len(labels)} relations"
-                    + (f"; multitask with {cfg.dependency_data}" if cfg.dependency_data else ""))
-        return cls(cfg, dictionary, labels)
+            logger.info(f"multitask with {cfg.dependency_data}")
+        return task
 
     @property
     def multitask(self) -> bool:
@@ -120,27 +106,12 @@ class RelationPretrainTask(AdapterExportingTask):
             dataset = ConcatDataset([dataset, NestedDictionaryDataset(dep, sizes=[dep_src.sizes])])
             sizes = dataset.sizes
             logger.info(f"multitask {split}: {n_rel} relation + {len(dep_src)} dependency examples")
-        if not self.cfg.no_shuffle:
-            with data_utils.numpy_seed(self.cfg.seed):
-                dataset = SortDataset(dataset, sort_order=[np.random.permutation(len(sizes))])
+        dataset = self.shuffled(dataset, len(sizes))
         logger.info(f"loaded {n_rel} relation examples from {self.cfg.data} ({split})")
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
+    def register_heads(self, model):
         model.register_kadapter_head(self.cfg.head_name, "span_pair", len(self.labels))
         if self.multitask:
             model.register_kadapter_head(self.cfg.dependency_head_name, "dependency", self.cfg.dependency_max_len)
-        return self.remember_model(model)
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

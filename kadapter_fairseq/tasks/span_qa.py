@@ -28,25 +28,16 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from fairseq.data import (
-    FairseqDataset,
-    IdDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    RawLabelDataset,
-    RightPadDataset,
-    data_utils,
-)
+from fairseq.data import FairseqDataset, NestedDictionaryDataset, RawLabelDataset, data_utils
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.encoding import IGNORE_INDEX, WordEncoder, fit_window
 from ..errors import ConfigError, DataError
 from ..scoring.qa import answer_tokens, read_span_qa
 from ..predict import max_len_for, register_predictor, require_task
-from .cosmosqa import load_split, load_task_dictionary, pad_batch, pieces_to_tokens
+from .base import KAdapterTask, load_source, pad_batch, pieces_to_tokens, source_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -284,38 +275,18 @@ class SpanQAConfig(FairseqDataclass):
 
 
 @register_task("span_qa", dataclass=SpanQAConfig)
-class SpanQATask(FairseqTask):
-    def __init__(self, cfg, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
-
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        dictionary = load_task_dictionary(cfg.data)
-        logger.info("[input] dictionary: %d types", len(dictionary))
-        return cls(cfg, dictionary)
-
+class SpanQATask(KAdapterTask):
     def load_dataset(self, split, combine=False, **kwargs):
         data = self.cfg.data
-        tokens = load_split(data, "input0", split, self.dictionary, self.cfg.max_positions)
+        tokens = load_source(data, split, self.dictionary, max_positions=self.cfg.max_positions)
         questions = list(read_span_qa(os.path.join(data, f"{split}.jsonl")))
         meta = read_pair_meta(os.path.join(data, f"{split}.pairs.jsonl"), len(questions))
         if len(meta) != len(tokens):
             raise DataError(os.path.join(data, f"{split}.pairs.jsonl"), None, f"{len(meta)} pairs, input0/{split} has {len(tokens)}")
         positions = read_positions(os.path.join(data, f"{split}.positions"), len(tokens))
-        pairs = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": {
-                    "src_tokens": RightPadDataset(tokens, pad_idx=self.dictionary.pad()),
-                    "src_lengths": NumelDataset(tokens, reduce=False),
-                },
-                "positions": RawLabelDataset(positions),
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(tokens, reduce=True),
-            },
-            sizes=[tokens.sizes],
-        )
+        defn = source_inputs(tokens, self.dictionary)
+        defn["positions"] = RawLabelDataset(positions)
+        pairs = NestedDictionaryDataset(defn, sizes=[tokens.sizes])
         by_question = {}
         for p, m in enumerate(meta):
             by_question.setdefault(m["q"], []).append(p)
@@ -332,21 +303,8 @@ class SpanQATask(FairseqTask):
         self.datasets[split] = dataset
         return dataset
 
-    def build_model(self, cfg, from_checkpoint=False):
-        model = super().build_model(cfg, from_checkpoint)
+    def register_heads(self, model):
         model.register_kadapter_head(self.cfg.head_name, "span_qa", num_classes=2)
-        return model
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
 
 
 @register_predictor("span_qa")

@@ -85,15 +85,15 @@ def roberta_cfg(layers, dim, heads, ffn, max_positions, data="."):
 def make_tiny_base(out_dir, texts=None, layers=3, dim=32, heads=2, ffn=64, vocab_size=512, max_positions=128, seed=0):
     from argparse import Namespace
 
-    from fairseq.data import Dictionary
     from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
+
+    from ..data.dictionary import load_roberta_dictionary
 
     os.makedirs(out_dir, exist_ok=True)
     pieces = train_sentencepiece(texts or DEFAULT_TEXT, os.path.join(out_dir, "sentencepiece.bpe"), vocab_size)
     os.remove(os.path.join(out_dir, "sentencepiece.bpe.vocab"))
     write_dictionary(pieces, os.path.join(out_dir, "dict.txt"))
-    dictionary = Dictionary.load(os.path.join(out_dir, "dict.txt"))
-    dictionary.add_symbol("<mask>")
+    dictionary = load_roberta_dictionary(os.path.join(out_dir, "dict.txt"))
     cfg = roberta_cfg(layers, dim, heads, ffn, max_positions)
     torch.manual_seed(seed)
     model_args = Namespace(**cfg["model"])

@@ -1,0 +1,176 @@
+"""What every K-Adapter task shares.
+
+- the dictionary: ``<data>/input0/dict.txt`` (the base's vocabulary, which
+  every data_prep converter binarizes against) plus ``<mask>``;
+- binarized sources with ``<s>`` prepended: fairseq-preprocess writes
+  ``pieces </s>`` and RoBERTa reads its features at ``<s>``;
+- ``build_model``: fairseq's, then the task's heads (``register_heads``);
+- adapter-only checkpoints: after every fairseq checkpoint save (``post_save``,
+  which fairseq calls on the saving rank only, so under DDP the files are
+  written once) each trained adapter goes to ``<save_dir>/adapters/<name>.pt``
+  with ``model.save_adapters``, for the tasks whose config has
+  ``save_adapters`` set.
+"""
+import logging
+import os
+from typing import List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fairseq.data import (
+    Dictionary,
+    IdDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    PrependTokenDataset,
+    RightPadDataset,
+    SortDataset,
+    data_utils,
+)
+from fairseq.tasks import FairseqTask
+
+from ..data.dictionary import load_roberta_dictionary
+from ..data.labels import LabelVocabulary
+from ..errors import ConfigError, KAdapterError
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapters"
+
+
+def dictionary_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "input0", "dict.txt")
+
+
+def load_task_dictionary(data_dir: str) -> Dictionary:
+    return load_roberta_dictionary(dictionary_path(data_dir), "task.data: run the data_prep converter for this task first")
+
+
+def check_same_dictionary(a: str, b: str):
+    """Two data directories whose examples go through one model must share its dictionary."""
+    pa, pb = dictionary_path(a), dictionary_path(b)
+    with open(pa, encoding="utf-8") as fa, open(pb, encoding="utf-8") as fb:
+        if fa.read() != fb.read():
+            raise KAdapterError(f"{pa} and {pb} differ: both data sets must be binarized with the same base's dict.txt")
+
+
+def load_source(data_dir: str, split: str, dictionary: Dictionary, subdir: str = "input0",
+                combine: bool = False, max_positions: Optional[int] = None):
+    """``<s>`` + the binarized pieces (+ ``</s>`` from fairseq-preprocess).
+
+    With ``max_positions``, a sequence longer than that is a ``ConfigError`` here,
+    where the fix (convert again, or raise the limit) can still be named.
+    """
+    prefix = os.path.join(data_dir, subdir, split)
+    tokens = data_utils.load_indexed_dataset(prefix, dictionary, combine=combine)
+    if tokens is None:
+        raise KAdapterError(f"binarized split not found: {prefix}.bin/.idx")
+    src = PrependTokenDataset(tokens, dictionary.bos())
+    if max_positions is not None and len(src) and int(src.sizes.max()) > max_positions:
+        raise ConfigError(
+            f"{prefix}: sequences of up to {int(src.sizes.max())} tokens exceed task.max_positions={max_positions}; "
+            "convert again with a smaller --max-len or raise max_positions"
+        )
+    return src
+
+
+def pieces_to_tokens(dictionary: Dictionary, pieces: List[str]) -> torch.LongTensor:
+    """``<s> pieces </s>`` as ids, exactly as binarized data plus the task's ``<s>``."""
+    body = dictionary.encode_line(" ".join(pieces), add_if_not_exist=False, append_eos=True).long()
+    return torch.cat([torch.tensor([dictionary.bos()]), body])
+
+
+def pad_batch(rows, pad):
+    """Rows (or blocks of rows) of token ids, right-padded to one width and stacked."""
+    width = max(r.size(-1) for r in rows)
+    return torch.cat([F.pad(r.view(-1, r.size(-1)), (0, width - r.size(-1)), value=pad) for r in rows], dim=0)
+
+
+def source_inputs(src, dictionary: Dictionary) -> dict:
+    """The items of a ``NestedDictionaryDataset`` that every task's batches carry."""
+    return {
+        "id": IdDataset(),
+        "net_input": {
+            "src_tokens": RightPadDataset(src, pad_idx=dictionary.pad()),
+            "src_lengths": NumelDataset(src, reduce=False),
+        },
+        "nsentences": NumSamplesDataset(),
+        "ntokens": NumelDataset(src, reduce=True),
+    }
+
+
+class KAdapterTask(FairseqTask):
+    """A task over ``<data>/input0`` whose model is built with the task's heads.
+
+    Subclasses say which heads in ``register_heads``; a subclass that needs more
+    than the dictionary at setup (a label set) overrides ``setup_task``.
+    """
+
+    _export_model = None
+
+    def __init__(self, cfg, dictionary: Dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        dictionary = load_task_dictionary(cfg.data)
+        logger.info(f"[input] dictionary: {len(dictionary)} types")
+        return cls(cfg, dictionary)
+
+    def register_heads(self, model):
+        raise NotImplementedError
+
+    def shuffled(self, dataset, size: int):
+        """``dataset`` in one seeded random order (unless ``cfg.no_shuffle``), as fairseq's sentence_prediction."""
+        if self.cfg.no_shuffle:
+            return dataset
+        with data_utils.numpy_seed(self.cfg.seed):
+            return SortDataset(dataset, sort_order=[np.random.permutation(size)])
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        self.register_heads(model)
+        self._export_model = model  # post_save has no model argument
+        return model
+
+    def post_save(self, cp_path: Optional[str], num_updates: int):
+        """Write ``<save_dir>/adapters/<name>.pt`` for every trained adapter (when ``cfg.save_adapters``)."""
+        model = self._export_model
+        if cp_path is None or model is None or not getattr(self.cfg, "save_adapters", False):
+            return
+        names = list(getattr(model, "adapters", {}) or {})
+        if not names or not getattr(model, "adapters_train", False):
+            return
+        out_dir = os.path.join(os.path.dirname(cp_path), ADAPTER_DIR)
+        for name in names:
+            path = os.path.join(out_dir, f"{name}.pt")
+            model.save_adapters(path, names=[name])
+            logger.info(f"saved adapter {name!r} ({num_updates} updates) to {path}")
+
+    def max_positions(self):
+        return self.cfg.max_positions
+
+    @property
+    def source_dictionary(self):
+        return self.dictionary
+
+    @property
+    def target_dictionary(self):
+        return self.dictionary
+
+
+class LabelledTask(KAdapterTask):
+    """A task whose targets are names from ``<data>/labels.txt``."""
+
+    def __init__(self, cfg, dictionary: Dictionary, labels: LabelVocabulary):
+        super().__init__(cfg, dictionary)
+        self.labels = labels
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        dictionary = load_task_dictionary(cfg.data)
+        labels = LabelVocabulary.load(os.path.join(cfg.data, "labels.txt"))
+        logger.info(f"[input] dictionary: {len(dictionary)} types; labels: {len(labels)}")
+        return cls(cfg, dictionary, labels)
