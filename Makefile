@@ -21,7 +21,7 @@ $(STAMP): setup.py requirements.txt
 	touch $@
 
 demo: install
-	$(PY) examples/quick_demo.py
+	$(PY) examples/demo.py
 
 test: install
 	$(PY) -m pytest

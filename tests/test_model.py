@@ -284,3 +284,20 @@ def test_arch_defaults_apply_after_hydra_merged_the_dataclass_defaults(tiny_base
     assert cfg.adapter_plug_layers == "0,1,2" and cfg.adapter_down_dim == 32
     assert cfg.adapter_heads == 4, "an explicit override wins over the arch default"
     assert cfg.adapter_layers == 1
+
+
+def test_base_checkpoint_with_namespace_model_config(tiny_base, tmp_path):
+    """fairseq-train keeps a legacy arch's cfg.model as an argparse.Namespace; such a base loads
+    (under torch's weights_only default, through the package's narrow allow-list)."""
+    from argparse import Namespace
+
+    state = torch.load(os.path.join(tiny_base, "model.pt"))
+    state["cfg"]["model"] = Namespace(**state["cfg"]["model"])
+    os.makedirs(tmp_path / "base")
+    torch.save(state, tmp_path / "base" / "model.pt")
+    for name in ("dict.txt", "sentencepiece.bpe.model"):
+        shutil.copy(os.path.join(tiny_base, name), tmp_path / "base")
+    model = build(str(tmp_path / "base")).eval()
+    reference = build(tiny_base).eval()
+    tokens = batch(model)
+    assert torch.equal(model(tokens, features_only=True)[0], reference(tokens, features_only=True)[0])

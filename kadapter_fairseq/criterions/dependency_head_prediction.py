@@ -54,7 +54,7 @@ def reduce_dependency_metrics(logging_outputs, loss_key="dep_loss"):
     words, correct = float(utils.item(words)), float(utils.item(correct))
     if loss_key != "loss":
         metrics.log_scalar(loss_key, float(utils.item(loss)) / words / math.log(2), words, round=3)
-    metrics.log_scalar("uas", 100.0 * correct / words, words, round=2)
+    metrics.log_scalar("uas", correct / words, words, round=4)
 
 
 @register_criterion("dependency_head_prediction", dataclass=DependencyHeadPredictionCriterionConfig)

@@ -22,6 +22,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..data.encoding import IGNORE_INDEX
+from ..scoring.classification import prf
 from .dependency_head_prediction import dependency_loss, reduce_dependency_metrics
 
 
@@ -50,8 +51,8 @@ def macro_f1(meters) -> float:
         c = key[len("_tp_"):]
         tp, fp, fn = (float(utils.item(meters[f"_{k}_{c}"].sum)) for k in ("tp", "fp", "fn"))
         if tp + fp + fn > 0:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return round(100.0 * sum(scores) / len(scores), 2) if scores else 0.0
+            scores.append(prf(tp, fp, fn)[2])
+    return round(sum(scores) / len(scores), 4) if scores else 0.0
 
 
 @register_criterion("relation_pretrain", dataclass=RelationPretrainCriterionConfig)
@@ -118,9 +119,10 @@ class RelationPretrainCriterion(FairseqCriterion):
         if n:
             if any("dep_loss" in log for log in logging_outputs):
                 metrics.log_scalar("rel_loss", total("rel_loss") / n / math.log(2), n, round=3)
-            accuracy = 100.0 * total("ncorrect") / n
-            metrics.log_scalar("accuracy", accuracy, n, round=2)
-            metrics.log_scalar("micro_f1", accuracy, n, round=2)
+            # fractions in [0, 1], like every other criterion here and kadapter-score
+            accuracy = total("ncorrect") / n
+            metrics.log_scalar("accuracy", accuracy, n, round=4)
+            metrics.log_scalar("micro_f1", accuracy, n, round=4)
         class_keys = [k for k in (logging_outputs[0] if logging_outputs else {}) if k.startswith("_")]
         if class_keys:
             for key in class_keys:

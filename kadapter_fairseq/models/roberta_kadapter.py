@@ -130,7 +130,12 @@ def load_base_checkpoint(path):
         raise CheckpointError(f"{path} is not a fairseq model checkpoint (no 'model' entry)")
     if state.get("cfg") is not None:
         model_cfg = state["cfg"]["model"]
-        args = OmegaConf.to_container(model_cfg) if OmegaConf.is_config(model_cfg) else dict(model_cfg)
+        if OmegaConf.is_config(model_cfg):
+            args = OmegaConf.to_container(model_cfg)
+        elif isinstance(model_cfg, Namespace):  # fairseq-train keeps legacy archs' config as a Namespace
+            args = vars(model_cfg).copy()
+        else:
+            args = dict(model_cfg)
     elif state.get("args") is not None:
         args = vars(state["args"]).copy()
     else:

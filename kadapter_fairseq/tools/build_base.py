@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -211,7 +212,6 @@ def mlm_valid_loss(task, model, criterion, split="valid", batch_size=32):
 def evaluate_before_after(checkpoint, bin_dir):
     """Validation MLM loss of the trained model and of the same architecture freshly initialised
     with the training seed (the state before the first update), on identical masks."""
-    import torch
     from fairseq import checkpoint_utils, utils
 
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": bin_dir})
@@ -221,8 +221,6 @@ def evaluate_before_after(checkpoint, bin_dir):
     utils.set_torch_seed(cfg.common.seed)  # as fairseq-train does before it builds the model
     fresh = task.build_model(cfg.model)
     before = mlm_valid_loss(task, fresh, criterion)
-    del fresh
-    torch.manual_seed(0)
     return before, after
 
 
@@ -309,7 +307,7 @@ def build(args):
 
     save_dir = os.path.join(work, "checkpoints")
     cmd = train_command(bin_dir, save_dir, request, sp_prefix + ".model")
-    print("[build-base] masked-LM pre-training:\n  " + " ".join(_quote(c) for c in cmd), flush=True)
+    print("[build-base] masked-LM pre-training:\n  " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     t0 = time.time()
     run_logged(cmd, os.path.join(work, "train.log"))
     train_seconds = time.time() - t0
@@ -353,12 +351,6 @@ def build(args):
     print(f"[build-base] wrote {out}/model.pt, dict.txt, sentencepiece.bpe.model, build.json "
           f"({build_info['total_seconds']:.0f} s)")
     return build_info
-
-
-def _quote(s):
-    import shlex
-
-    return shlex.quote(s)
 
 
 def main(argv=None):
