@@ -30,6 +30,7 @@ from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from kadapter_fairseq.data.json_records import bad_json, iter_json_records
+from kadapter_fairseq.data.text_files import write_lines  # noqa: F401  (the converters' writer)
 from kadapter_fairseq.errors import DataError, KAdapterError
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -138,12 +139,6 @@ def split_sources(args, parser=None) -> dict:
             raise KAdapterError(f"nothing to convert: {message}")
         parser.error(message)
     return sources
-
-
-def write_lines(path: str, lines: Iterable[str]):
-    with open(path, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
 
 
 def write_from_args(write_dataset, args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict, **options):

@@ -16,8 +16,6 @@ Example:
 """
 import argparse
 import os
-import shutil
-import tempfile
 
 from kadapter_fairseq.errors import DataError
 from kadapter_fairseq.scoring.qa import COSMOSQA_CHOICES, cosmosqa_rows, parse_cosmosqa_row
@@ -56,33 +54,27 @@ def read_split(path, split, bad_records, counter: SkipCounter):
 
 def write_cosmosqa_data(out_dir, splits, bpe, dict_path, max_len, counters, workers=1):
     """Encode and binarize ``splits = {split: [CosmosQARecord]}``; returns truncation counts per split."""
-    from kadapter_fairseq.data.binarize import binarize
+    from kadapter_fairseq.data.binarize import binarize_lines
     from kadapter_fairseq.tasks.cosmosqa import encode_choices
 
     os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
     truncated = {}
-    try:
-        piece_files = [{} for _ in range(COSMOSQA_CHOICES)]
-        for split, records in splits.items():
-            lines = [[] for _ in range(COSMOSQA_CHOICES)]
-            truncated[split] = 0
-            for rec in progress(records, desc=f"encode {split}"):
-                choices, cut = encode_choices(bpe, rec, max_len)
-                truncated[split] += cut
-                for k, line in enumerate(choices):
-                    lines[k].append(line)
-            counters[split].keep(len(records))
-            for k in range(COSMOSQA_CHOICES):
-                piece_files[k][split] = os.path.join(tmp, f"{split}.choice{k}")
-                write_lines(piece_files[k][split], lines[k])
-            write_lines(os.path.join(out_dir, f"{split}.ids"), (r.id for r in records))
-            if records and records[0].label is not None:
-                write_lines(os.path.join(out_dir, f"{split}.label"), (str(r.label) for r in records))
+    choice_lines = [{} for _ in range(COSMOSQA_CHOICES)]  # [choice k][split] -> piece lines
+    for split, records in splits.items():
         for k in range(COSMOSQA_CHOICES):
-            binarize(piece_files[k], os.path.join(out_dir, f"input{k}"), dict_path, workers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            choice_lines[k][split] = []
+        truncated[split] = 0
+        for rec in progress(records, desc=f"encode {split}"):
+            choices, cut = encode_choices(bpe, rec, max_len)
+            truncated[split] += cut
+            for k, line in enumerate(choices):
+                choice_lines[k][split].append(line)
+        counters[split].keep(len(records))
+        write_lines(os.path.join(out_dir, f"{split}.ids"), (r.id for r in records))
+        if records and records[0].label is not None:
+            write_lines(os.path.join(out_dir, f"{split}.label"), (str(r.label) for r in records))
+    for k in range(COSMOSQA_CHOICES):
+        binarize_lines(choice_lines[k], os.path.join(out_dir, f"input{k}"), dict_path, workers)
     return truncated
 
 

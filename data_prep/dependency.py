@@ -15,8 +15,6 @@ default) or cut after the last whole word that fits (``--long truncate``),
 in which case words whose head was cut away are not labelled.
 """
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -103,39 +101,33 @@ def write_dependency_dataset(
     prep_info: Optional[dict] = None,
 ):
     """Encode, binarize and write ``{split}.heads`` / ``{split}.ids``; returns examples per split."""
-    from kadapter_fairseq.data.binarize import binarize
+    from kadapter_fairseq.data.binarize import binarize_lines
 
     os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
-    written, truncated, per_split = {}, {}, {}
-    try:
-        piece_files = {}
-        for split, examples in splits.items():
-            split_counter = SkipCounter()
-            piece_lines, label_lines, ids = [], [], []
-            n_trunc = 0
-            for ex in progress(examples, desc=f"encode {split}", unit="sent"):
-                result = encode_dependency(encoder, ex, max_len, long)
-                if isinstance(result, str):
-                    split_counter.skip(result, ex.where)
-                    continue
-                pieces, labels, was_truncated = result
-                n_trunc += was_truncated
-                split_counter.keep()
-                piece_lines.append(" ".join(pieces))
-                label_lines.append(" ".join(map(str, labels)))
-                ids.append(ex.id)
-            if not piece_lines:
-                raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
-            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
-            write_lines(piece_files[split], piece_lines)
-            write_lines(os.path.join(out_dir, f"{split}.heads"), label_lines)
-            write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
-            written[split], truncated[split], per_split[split] = len(piece_lines), n_trunc, split_counter
-            counter.merge(split_counter)
-        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    written, truncated, per_split, pieces_by_split = {}, {}, {}, {}
+    for split, examples in splits.items():
+        split_counter = SkipCounter()
+        piece_lines, label_lines, ids = [], [], []
+        n_trunc = 0
+        for ex in progress(examples, desc=f"encode {split}", unit="sent"):
+            result = encode_dependency(encoder, ex, max_len, long)
+            if isinstance(result, str):
+                split_counter.skip(result, ex.where)
+                continue
+            pieces, labels, was_truncated = result
+            n_trunc += was_truncated
+            split_counter.keep()
+            piece_lines.append(" ".join(pieces))
+            label_lines.append(" ".join(map(str, labels)))
+            ids.append(ex.id)
+        if not piece_lines:
+            raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
+        pieces_by_split[split] = piece_lines
+        write_lines(os.path.join(out_dir, f"{split}.heads"), label_lines)
+        write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
+        written[split], truncated[split], per_split[split] = len(piece_lines), n_trunc, split_counter
+        counter.merge(split_counter)
+    binarize_lines(pieces_by_split, os.path.join(out_dir, "input0"), dict_path, workers=workers)
     info = dict(prep_info or {})
     info.update(
         {

@@ -11,8 +11,6 @@ default, as the authors truncate to 64) or skipped (``--long skip``); an example
 whose marked mentions alone do not fit is always skipped and counted.
 """
 import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -106,7 +104,7 @@ def write_relation_dataset(
     split; examples of any split whose relation is not in it are counted and
     skipped. Returns the per-split number of examples written.
     """
-    from kadapter_fairseq.data.binarize import binarize
+    from kadapter_fairseq.data.binarize import binarize_lines
 
     if labels is None:
         if "train" not in splits:
@@ -115,42 +113,36 @@ def write_relation_dataset(
     if len(labels) == 0:
         raise KAdapterError("no relation is left after filtering: nothing to write (lower --min-count?)")
     os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
-    written, truncated, split_counters = {}, {}, {}
-    try:
-        piece_files = {}
-        for split, examples in splits.items():
-            split_counter = SkipCounter()
-            piece_lines, positions, label_lines, ids = [], [], [], []
-            n_trunc = 0
-            for ex in progress(examples, desc=f"encode {split}"):
-                if ex.relation not in labels:
-                    split_counter.skip("relation_not_in_label_set", ex.where)
-                    continue
-                try:
-                    enc = encode_relation(encoder, ex, max_len, long)
-                except Skip as s:
-                    split_counter.skip(s.reason, ex.where)
-                    continue
-                n_trunc += enc.truncated
-                split_counter.keep()
-                piece_lines.append(" ".join(enc.pieces))
-                positions.append(f"{enc.positions[0]} {enc.positions[1]}")
-                label_lines.append(ex.relation)
-                ids.append(ex.id)
-            if not piece_lines:
-                raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
-            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
-            write_lines(piece_files[split], piece_lines)
-            write_lines(os.path.join(out_dir, f"{split}.positions"), positions)
-            write_lines(os.path.join(out_dir, f"{split}.label"), label_lines)
-            write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
-            written[split], truncated[split] = len(piece_lines), n_trunc
-            split_counters[split] = split_counter
-            counter.merge(split_counter)
-        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    written, truncated, split_counters, pieces_by_split = {}, {}, {}, {}
+    for split, examples in splits.items():
+        split_counter = SkipCounter()
+        piece_lines, positions, label_lines, ids = [], [], [], []
+        n_trunc = 0
+        for ex in progress(examples, desc=f"encode {split}"):
+            if ex.relation not in labels:
+                split_counter.skip("relation_not_in_label_set", ex.where)
+                continue
+            try:
+                enc = encode_relation(encoder, ex, max_len, long)
+            except Skip as s:
+                split_counter.skip(s.reason, ex.where)
+                continue
+            n_trunc += enc.truncated
+            split_counter.keep()
+            piece_lines.append(" ".join(enc.pieces))
+            positions.append(f"{enc.positions[0]} {enc.positions[1]}")
+            label_lines.append(ex.relation)
+            ids.append(ex.id)
+        if not piece_lines:
+            raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
+        pieces_by_split[split] = piece_lines
+        write_lines(os.path.join(out_dir, f"{split}.positions"), positions)
+        write_lines(os.path.join(out_dir, f"{split}.label"), label_lines)
+        write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
+        written[split], truncated[split] = len(piece_lines), n_trunc
+        split_counters[split] = split_counter
+        counter.merge(split_counter)
+    binarize_lines(pieces_by_split, os.path.join(out_dir, "input0"), dict_path, workers=workers)
     labels.save(os.path.join(out_dir, "labels.txt"))
     info = dict(prep_info or {})
     info.update(

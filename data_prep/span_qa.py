@@ -18,8 +18,6 @@ Example:
 import argparse
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from typing import Dict, List, Sequence
 
@@ -89,32 +87,26 @@ def encode_split(records, bpe, max_len, max_question_len, training, counter: Ski
 def write_span_qa_data(out_dir, splits: Dict[str, List[SpanQARecord]], bpe, dict_path, max_len=DEFAULT_MAX_LEN,
                        max_question_len=DEFAULT_MAX_QUESTION_LEN, workers=1, prep_info=None):
     """Write the binarized span_qa layout (see kadapter_fairseq/tasks/span_qa.py); returns the per-split report."""
-    from kadapter_fairseq.data.binarize import binarize
+    from kadapter_fairseq.data.binarize import binarize_lines
 
     os.makedirs(out_dir, exist_ok=True)
-    report = {}
-    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
-    try:
-        piece_files = {}
-        for split, records in splits.items():
-            counter, stats = SkipCounter(), Counter()
-            kept, pairs = encode_split(records, bpe, max_len, max_question_len, split == "train", counter, stats)
-            write_span_qa(os.path.join(out_dir, f"{split}.jsonl"), kept)
-            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
-            write_lines(piece_files[split], (" ".join(p.pieces) for _, _, p in pairs))
-            write_lines(os.path.join(out_dir, f"{split}.positions"), (f"{p.positions[0]} {p.positions[1]}" for _, _, p in pairs))
-            write_lines(os.path.join(out_dir, f"{split}.ids"), (kept[q].id for q, _, _ in pairs))
-            write_lines(
-                os.path.join(out_dir, f"{split}.pairs.jsonl"),
-                (json.dumps({"q": q, "paragraph": j, "offset": p.offset, "spans": p.spans}) for q, j, p in pairs),
-            )
-            report[split] = {**counter.as_dict(), "questions_read": len(records), "stats": dict(sorted(stats.items()))}
-            print(counter.summary(f"{split}: {len(records)} questions"))
-            for key, n in sorted(stats.items()):
-                print(f"  {key}: {n}")
-        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    report, piece_lines = {}, {}
+    for split, records in splits.items():
+        counter, stats = SkipCounter(), Counter()
+        kept, pairs = encode_split(records, bpe, max_len, max_question_len, split == "train", counter, stats)
+        write_span_qa(os.path.join(out_dir, f"{split}.jsonl"), kept)
+        piece_lines[split] = [" ".join(p.pieces) for _, _, p in pairs]
+        write_lines(os.path.join(out_dir, f"{split}.positions"), (f"{p.positions[0]} {p.positions[1]}" for _, _, p in pairs))
+        write_lines(os.path.join(out_dir, f"{split}.ids"), (kept[q].id for q, _, _ in pairs))
+        write_lines(
+            os.path.join(out_dir, f"{split}.pairs.jsonl"),
+            (json.dumps({"q": q, "paragraph": j, "offset": p.offset, "spans": p.spans}) for q, j, p in pairs),
+        )
+        report[split] = {**counter.as_dict(), "questions_read": len(records), "stats": dict(sorted(stats.items()))}
+        print(counter.summary(f"{split}: {len(records)} questions"))
+        for key, n in sorted(stats.items()):
+            print(f"  {key}: {n}")
+    binarize_lines(piece_lines, os.path.join(out_dir, "input0"), dict_path, workers=workers)
     info = dict(prep_info or {})
     info.update(max_len=max_len, max_question_len=max_question_len, splits=report)
     write_prep_json(out_dir, info)

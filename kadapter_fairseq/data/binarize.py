@@ -8,8 +8,10 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 
 from ..errors import KAdapterError
+from .text_files import write_lines
 
 _REPLACED = re.compile(r"\] (?P<file>\S+): (?P<sents>\d+) sents, (?P<tokens>\d+) tokens, (?P<pct>[\d.e+-]+)% replaced")
 logger = logging.getLogger(__name__)
@@ -52,6 +54,22 @@ def binarize(pieces_by_split, dest_dir, dict_path, workers=1):
         if s["unk_percent"] > 0:
             logger.warning(f"{s['file']}: {s['unk_percent']:.3g}% of pieces are not in {dict_path} (replaced by <unk>)")
     return stats
+
+
+def binarize_lines(lines_by_split, dest_dir, dict_path, workers=1):
+    """``binarize`` for pieces held in memory: ``{split: iterable of "p1 p2 ..." lines}``.
+    The temporary piece files live beside ``dest_dir`` and are removed afterwards."""
+    parent = os.path.dirname(os.path.abspath(dest_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="pieces.", dir=parent)
+    try:
+        files = {}
+        for split, lines in lines_by_split.items():
+            files[split] = os.path.join(tmp, f"{split}.pieces")
+            write_lines(files[split], lines)
+        return binarize(files, dest_dir, dict_path, workers)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _preprocess(splits, dest_dir, dict_path, workers):

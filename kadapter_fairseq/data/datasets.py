@@ -3,7 +3,6 @@
 Side files are plain text, one line per example, read with line numbers so that
 a bad value is reported as ``file:line``.
 """
-import os
 from typing import List, Sequence
 
 import numpy as np
@@ -11,13 +10,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from ..errors import DataError
-
-
-def load_raw_lines(path) -> List[str]:
-    if not os.path.isfile(path):
-        raise DataError(path, None, "file not found (was the data binarized with the data_prep command for this task?)")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+from .text_files import load_raw_lines
 
 
 def load_int_lists(path) -> List[List[int]]:

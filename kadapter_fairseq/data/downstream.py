@@ -233,31 +233,18 @@ def write_classification_data(out_dir, splits, dict_path, labels, workers: int =
     ``.label`` (tab-separated labels), ``.positions`` and ``.ids``.
     """
     import os
-    import shutil
-    import tempfile
 
-    from .binarize import binarize
+    from .binarize import binarize_lines
+    from .text_files import write_lines
 
     os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="pieces.", dir=out_dir)
-    try:
-        piece_files = {}
-        for split, examples in splits.items():
-            piece_files[split] = os.path.join(tmp, f"{split}.pieces")
-            _write(piece_files[split], (" ".join(ex.pieces) for ex in examples))
-            _write(os.path.join(out_dir, f"{split}.positions"), (" ".join(map(str, ex.positions)) for ex in examples))
-            _write(os.path.join(out_dir, f"{split}.label"), ("\t".join(ex.labels) for ex in examples))
-            _write(os.path.join(out_dir, f"{split}.ids"), (ex.id for ex in examples))
-        binarize(piece_files, os.path.join(out_dir, "input0"), dict_path, workers=workers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for split, examples in splits.items():
+        write_lines(os.path.join(out_dir, f"{split}.positions"), (" ".join(map(str, ex.positions)) for ex in examples))
+        write_lines(os.path.join(out_dir, f"{split}.label"), ("\t".join(ex.labels) for ex in examples))
+        write_lines(os.path.join(out_dir, f"{split}.ids"), (ex.id for ex in examples))
+    pieces = {split: (" ".join(ex.pieces) for ex in examples) for split, examples in splits.items()}
+    binarize_lines(pieces, os.path.join(out_dir, "input0"), dict_path, workers=workers)
     labels.save(os.path.join(out_dir, "labels.txt"))
-
-
-def _write(path, lines):
-    with open(path, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
 
 
 def read_prep_json(data_dir) -> dict:

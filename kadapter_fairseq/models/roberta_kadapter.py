@@ -12,7 +12,7 @@ import logging
 import os
 from argparse import Namespace
 from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -241,13 +241,18 @@ class RobertaKAdapterModel(FairseqEncoderModel):
     # ------------------------------------------------------------------------------------------
     # adapter files
 
-    def _read_adapter(self, name, path):
+    def _read_adapter_file(self, path):
+        """An adapter checkpoint, refused when it was trained on another base."""
         state = ku.load_adapter_file(path)
         if not ku.same_base(state.get("base_fingerprint"), self.base_fingerprint):
             raise CheckpointError(
                 f"adapter checkpoint {path} was trained on a different base model: it expects base "
                 f"[{ku.short(state['base_fingerprint'])}] but this model's base is [{ku.short(self.base_fingerprint)}]"
             )
+        return state
+
+    def _read_adapter(self, name, path):
+        state = self._read_adapter_file(path)
         adapters = state["adapters"]
         if name in adapters:
             arch, sd = adapters[name]
@@ -261,7 +266,7 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         _strict_load(self.adapters[name], sd, f"adapter {name!r} from {path}")
         fusion = file_state.get("fusion")
         if fusion and fusion["mode"] == self.fusion.mode == "concat" and name in self.fusion.proj:
-            prefix = f"proj.{next(iter(k for k in fusion['names'] if k == name), name)}."
+            prefix = f"proj.{name}."
             proj_sd = {k[len(prefix):]: v for k, v in fusion["state_dict"].items() if k.startswith(prefix)}
             if proj_sd:
                 _strict_load(self.fusion.proj[name], proj_sd, f"fusion projection of {name!r} from {path}")
@@ -294,12 +299,7 @@ class RobertaKAdapterModel(FairseqEncoderModel):
 
     def load_adapters(self, path, names=None, load_fusion=True, load_heads=True):
         """Load weights of adapters (and, when present, fusion and heads) from an adapter checkpoint."""
-        state = ku.load_adapter_file(path)
-        if not ku.same_base(state.get("base_fingerprint"), self.base_fingerprint):
-            raise CheckpointError(
-                f"adapter checkpoint {path} was trained on a different base model: it expects base "
-                f"[{ku.short(state['base_fingerprint'])}] but this model's base is [{ku.short(self.base_fingerprint)}]"
-            )
+        state = self._read_adapter_file(path)
         for name, (arch, sd) in state["adapters"].items():
             if names is not None and name not in names:
                 continue

@@ -14,7 +14,8 @@ from fairseq.data import NestedDictionaryDataset, RawLabelDataset
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II, MISSING
 
-from ..data.datasets import check_count, load_raw_lines
+from ..data.datasets import check_count
+from ..data.text_files import load_raw_lines
 from ..errors import DataError
 from .base import LabelledTask, load_source, source_inputs
 

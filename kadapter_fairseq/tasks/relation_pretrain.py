@@ -26,7 +26,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
-from ..data.datasets import RawIntListDataset, check_count, load_int_lists, load_raw_lines
+from ..data.datasets import RawIntListDataset, check_count, load_int_lists
+from ..data.text_files import load_raw_lines
 from ..data.encoding import IGNORE_INDEX
 from ..data.labels import LabelVocabulary
 from ..errors import DataError

@@ -289,8 +289,6 @@ def build(args):
 
     sp_prefix = os.path.join(out, "sentencepiece.bpe")
     pieces = train_sentencepiece(train, sp_prefix, args.vocab_size)
-    if os.path.exists(sp_prefix + ".vocab"):
-        os.remove(sp_prefix + ".vocab")
     write_dictionary(pieces, os.path.join(out, "dict.txt"))
     print(f"[build-base] sentencepiece vocabulary: {len(pieces)} pieces -> {out}/dict.txt")
 

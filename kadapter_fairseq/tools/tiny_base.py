@@ -46,6 +46,7 @@ def train_sentencepiece(texts, model_prefix, vocab_size):
         )
     finally:
         os.unlink(corpus)
+    os.remove(model_prefix + ".vocab")  # a by-product: dict.txt is the vocabulary fairseq reads
     proc = spm.SentencePieceProcessor(model_file=model_prefix + ".model")
     return [proc.id_to_piece(i) for i in range(proc.get_piece_size()) if i != proc.unk_id()]
 
@@ -91,7 +92,6 @@ def make_tiny_base(out_dir, texts=None, layers=3, dim=32, heads=2, ffn=64, vocab
 
     os.makedirs(out_dir, exist_ok=True)
     pieces = train_sentencepiece(texts or DEFAULT_TEXT, os.path.join(out_dir, "sentencepiece.bpe"), vocab_size)
-    os.remove(os.path.join(out_dir, "sentencepiece.bpe.vocab"))
     write_dictionary(pieces, os.path.join(out_dir, "dict.txt"))
     dictionary = load_roberta_dictionary(os.path.join(out_dir, "dict.txt"))
     cfg = roberta_cfg(layers, dim, heads, ffn, max_positions)
