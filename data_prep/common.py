@@ -13,6 +13,10 @@ Public API (kept small on purpose; other converters import it):
 - ``require_file(path)``: a ``DataError`` when an input file is missing.
 - ``seeded_split(keys, valid_fraction, seed)``: the set of keys that go to the
   validation split; deterministic for a given seed and independent of order.
+  ``split_hash`` / ``valid_hash_cutoff``: the same choice made from 64-bit hashes, for
+  converters that stream their input instead of holding every key.
+- ``ordered_map(fn, items, workers)``: ``(item, fn(item))`` in input order over a process
+  pool with a bounded number of chunks in flight (the converters' ``--workers`` encoding).
 - ``add_tokenizer_args(parser)`` / ``tokenizer_from_args(args)``: the
   ``--roberta-dir / --bpe / --gpt2-* / --sentencepiece-model / --dict`` options
   and their resolution to ``(bpe object, BPEFiles, dict path)``.
@@ -27,7 +31,7 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from kadapter_fairseq.data.json_records import bad_json, iter_json_records
 from kadapter_fairseq.data.text_files import write_lines  # noqa: F401  (the converters' writer)
@@ -130,6 +134,117 @@ def seeded_split(keys: Iterable[str], valid_fraction: float, seed: int) -> set:
     return set(ranked[:n_valid])
 
 
+class SplitStream:
+    """Examples of several splits as one stream of ``(split, example)`` pairs, in input order:
+    what a converter that reads its input once hands to a writer instead of ``{split: list}``."""
+
+    def __init__(self, names: Sequence[str], pairs: Iterable[tuple]):
+        self.names = list(names)
+        self.pairs = pairs
+
+
+def split_pairs(splits) -> Tuple[List[str], Iterable[tuple]]:
+    """``(split names, (split, example) pairs)`` of a ``SplitStream`` or of ``{split: examples}``."""
+    if isinstance(splits, SplitStream):
+        return splits.names, splits.pairs
+    return list(splits), ((split, ex) for split, examples in splits.items() for ex in examples)
+
+
+class LineFiles:
+    """``{out_dir}/{split}.{ext}`` side files, one line per kept example, written as examples arrive."""
+
+    def __init__(self, out_dir: str, splits: Sequence[str], exts: Sequence[str]):
+        self.exts = list(exts)
+        self.files = {(s, e): open(os.path.join(out_dir, f"{s}.{e}"), "w", encoding="utf-8") for s in splits for e in exts}
+
+    def write(self, split: str, *lines: str):
+        for ext, line in zip(self.exts, lines):
+            self.files[split, ext].write(line + "\n")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f in self.files.values():
+            f.close()
+
+
+def split_hash(key: str, seed: int) -> int:
+    """``seeded_split``'s ranking key as a 64-bit integer (the leading 16 hex digits of the same
+    sha1), so a streaming converter keeps 8 bytes per key instead of the key strings."""
+    return int(hashlib.sha1(f"{seed}\t{key}".encode("utf-8")).hexdigest()[:16], 16)
+
+
+def valid_hash_cutoff(hashes, valid_fraction: float) -> Optional[int]:
+    """The largest ``split_hash`` that goes to validation (``None``: nothing does), chosen as
+    ``seeded_split`` chooses: the ``valid_fraction`` of distinct keys with the smallest hashes.
+    ``hashes`` may repeat (one per record); the split is the same as ``seeded_split``'s unless two
+    keys share their first 64 hash bits."""
+    import numpy as np
+
+    if not 0.0 <= valid_fraction < 1.0:
+        raise KAdapterError(f"--valid-fraction must be in [0, 1): {valid_fraction}")
+    unique = np.unique(np.asarray(hashes, dtype=np.uint64))
+    n_valid = int(round(len(unique) * valid_fraction))
+    if valid_fraction > 0 and n_valid == 0 and len(unique) > 1:
+        n_valid = 1
+    return int(unique[n_valid - 1]) if n_valid else None
+
+
+def ordered_map(fn, items: Iterable, workers: int = 1, chunk_size: int = 256, **options) -> Iterator[tuple]:
+    """``(item, fn(item, **options))`` for each item, in input order, computed by ``workers`` processes.
+
+    Order and results do not depend on ``workers``, so the output files do not either. Only a few
+    chunks per worker are in flight at any time (``Pool.imap`` would read the whole input ahead),
+    which keeps memory flat on inputs of any size. ``fn`` and ``options`` reach the workers by
+    ``fork`` where the platform has it, so a tokenizer need not be picklable there.
+    """
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item, **options)
+        return
+    import multiprocessing as mp
+    from collections import deque
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(workers, initializer=_init_map_worker, initargs=(fn, options)) as pool:
+        pending = deque()
+        for chunk in _chunks(items, chunk_size):
+            pending.append((chunk, pool.apply_async(_map_chunk, (chunk,))))
+            if len(pending) > 2 * workers:
+                yield from _collect(*pending.popleft())
+        while pending:
+            yield from _collect(*pending.popleft())
+
+
+_MAP_STATE = None
+
+
+def _init_map_worker(fn, options):
+    global _MAP_STATE
+    _MAP_STATE = (fn, options)
+
+
+def _map_chunk(chunk):
+    fn, options = _MAP_STATE
+    return [fn(item, **options) for item in chunk]
+
+
+def _collect(chunk, result):
+    return zip(chunk, result.get())
+
+
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def split_sources(args, parser=None) -> dict:
     """The ``--train/--valid/--test`` values given; none is a usage error (``parser``'s, where there is one)."""
     sources = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
@@ -172,7 +287,8 @@ def add_tokenizer_args(parser):
     g.add_argument("--gpt2-vocab-bpe", help="GPT-2 BPE vocab.bpe")
     g.add_argument("--sentencepiece-model", help="sentencepiece model file")
     g.add_argument("--dict", dest="dict_path", help="fairseq dict.txt of the base model (default: <roberta-dir>/dict.txt)")
-    g.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
+    g.add_argument("--workers", type=int, default=1,
+                   help="processes for BPE encoding (where the converter streams) and fairseq-preprocess")
 
 
 def tokenizer_from_args(args):

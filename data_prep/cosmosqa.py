@@ -31,6 +31,7 @@ from .common import (
     write_lines,
     write_prep_json,
 )
+from .subsample import Subsample, add_subsample_args, describe
 
 LABELLED_SPLITS = ("train", "valid")
 DEFAULT_MAX_LEN = 256
@@ -87,6 +88,7 @@ def build_parser():
     p.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, help="longest sequence per choice, <s> and </s> included")
     p.add_argument("--bad-records", choices=["error", "skip"], default="error",
                    help="a record with a missing field: stop with file:line (error) or skip and count it (skip)")
+    add_subsample_args(p)
     add_tokenizer_args(p)
     return p
 
@@ -95,9 +97,16 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     sources = split_sources(args, parser)
+    subsample = Subsample.from_args(args)
+    subsample.require_train(sources)
     bpe, bpe_files, dict_path = tokenizer_from_args(args)
     counters = {split: SkipCounter() for split in sources}
     splits = {split: read_split(path, split, args.bad_records, counters[split]) for split, path in sources.items()}
+    subsampled = None
+    if "train" in splits:  # encoding drops nothing (it truncates), so records are the examples
+        splits["train"], subsampled = subsample.apply(splits["train"])
+        if subsampled:
+            print(describe(subsampled))
     truncated = write_cosmosqa_data(args.out, splits, bpe, dict_path, args.max_len, counters, workers=args.workers)
     report = {}
     for split, counter in counters.items():
@@ -106,7 +115,7 @@ def main(argv=None):
         report[split] = {**counter.as_dict(), "truncated": truncated[split]}
     write_prep_json(args.out, {"converter": "data_prep.cosmosqa", "sources": sources, "tokenizer": bpe_files.as_args(),
                                "dict": dict_path, "max_len": args.max_len, "bad_records": args.bad_records,
-                               "splits": report})
+                               "splits": report, "subsample": subsampled})
     print(f"written -> {args.out}")
     return 0
 

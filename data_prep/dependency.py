@@ -16,13 +16,13 @@ in which case words whose head was cut away are not labelled.
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from kadapter_fairseq.data.encoding import IGNORE_INDEX, EncodedWords, head_pointer_labels
 from kadapter_fairseq.errors import KAdapterError
 
 from . import common
-from .common import SkipCounter, progress, write_lines, write_prep_json
+from .common import SkipCounter, progress, write_prep_json
 
 LONG_POLICIES = ("skip", "truncate")
 
@@ -91,7 +91,7 @@ def _word_end(encoded: EncodedWords, i: int) -> int:
 
 def write_dependency_dataset(
     out_dir: str,
-    splits: Dict[str, Sequence[DependencyExample]],
+    splits,
     encoder,
     dict_path: str,
     max_len: int,
@@ -100,34 +100,35 @@ def write_dependency_dataset(
     workers: int = 1,
     prep_info: Optional[dict] = None,
 ):
-    """Encode, binarize and write ``{split}.heads`` / ``{split}.ids``; returns examples per split."""
-    from kadapter_fairseq.data.binarize import binarize_lines
+    """Encode, binarize and write ``{split}.heads`` / ``{split}.ids``; returns examples per split.
+
+    ``splits`` is ``{split: examples}`` or a ``SplitStream``; sentences are encoded by ``workers``
+    processes and written as they come, so nothing grows with the input."""
+    from kadapter_fairseq.data.binarize import PieceFiles
 
     os.makedirs(out_dir, exist_ok=True)
-    written, truncated, per_split, pieces_by_split = {}, {}, {}, {}
-    for split, examples in splits.items():
-        split_counter = SkipCounter()
-        piece_lines, label_lines, ids = [], [], []
-        n_trunc = 0
-        for ex in progress(examples, desc=f"encode {split}", unit="sent"):
-            result = encode_dependency(encoder, ex, max_len, long)
+    names, pairs = common.split_pairs(splits)
+    per_split = {split: SkipCounter() for split in names}
+    truncated = dict.fromkeys(names, 0)
+    with PieceFiles(os.path.join(out_dir, "input0"), names) as pieces, \
+            common.LineFiles(out_dir, names, ("heads", "ids")) as side:
+        items = progress(pairs, desc="encode", unit="sent")
+        for (split, ex), result in common.ordered_map(_encode_item, items, workers, encoder=encoder, max_len=max_len, long=long):
             if isinstance(result, str):
-                split_counter.skip(result, ex.where)
+                per_split[split].skip(result, ex.where)
                 continue
-            pieces, labels, was_truncated = result
-            n_trunc += was_truncated
-            split_counter.keep()
-            piece_lines.append(" ".join(pieces))
-            label_lines.append(" ".join(map(str, labels)))
-            ids.append(ex.id)
-        if not piece_lines:
-            raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
-        pieces_by_split[split] = piece_lines
-        write_lines(os.path.join(out_dir, f"{split}.heads"), label_lines)
-        write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
-        written[split], truncated[split], per_split[split] = len(piece_lines), n_trunc, split_counter
-        counter.merge(split_counter)
-    binarize_lines(pieces_by_split, os.path.join(out_dir, "input0"), dict_path, workers=workers)
+            piece_line, label_line, was_truncated = result
+            truncated[split] += was_truncated
+            per_split[split].keep()
+            pieces.write(split, piece_line)
+            side.write(split, label_line, ex.id)
+        for split in names:
+            if not per_split[split].kept:
+                raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
+        pieces.binarize(dict_path, workers=workers)
+    written = {split: per_split[split].kept for split in names}
+    for split in names:
+        counter.merge(per_split[split])
     info = dict(prep_info or {})
     info.update(
         {
@@ -142,6 +143,15 @@ def write_dependency_dataset(
     )
     write_prep_json(out_dir, info)
     return written
+
+
+def _encode_item(item, encoder, max_len, long):
+    """One ``(split, sentence)``: a skip reason, or its piece line, label line and truncation flag."""
+    result = encode_dependency(encoder, item[1], max_len, long)
+    if isinstance(result, str):
+        return result
+    pieces, labels, was_truncated = result
+    return " ".join(pieces), " ".join(map(str, labels)), was_truncated
 
 
 def splits_from_args(args, read):
@@ -167,6 +177,22 @@ def add_dependency_args(parser):
     parser.add_argument("--valid-fraction", type=float, default=0.1,
                         help="share of sentences for valid when no --valid input is given (default 0.1)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the train/valid split")
+
+
+def stream_split_by_id(read, counter: SkipCounter, valid_fraction: float, seed: int) -> "common.SplitStream":
+    """``split_by_id`` in two passes over the input instead of a list of every sentence:
+    ``read(counter)`` returns a fresh iterator of the sentences each time it is called. The
+    first pass keeps 8 bytes per sentence (its id's hash); only the second counts skips in ``counter``."""
+    from array import array
+
+    hashes = array("Q", (common.split_hash(ex.id, seed) for ex in read(SkipCounter())))
+    cutoff = common.valid_hash_cutoff(hashes, valid_fraction)
+
+    def pairs():
+        for ex, h in zip(read(counter), hashes):
+            yield ("valid" if cutoff is not None and h <= cutoff else "train"), ex
+
+    return common.SplitStream(["train", "valid"], pairs())
 
 
 def split_by_id(examples: Sequence[DependencyExample], valid_fraction: float, seed: int):

@@ -14,6 +14,7 @@ from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import KAdapterError
 
 from .common import SPLITS, SkipCounter, add_tokenizer_args, progress, split_sources, tokenizer_from_args, write_prep_json
+from .subsample import Subsample, add_subsample_args, describe
 
 
 def add_convert_args(parser, max_len_default, what):
@@ -26,6 +27,7 @@ def add_convert_args(parser, max_len_default, what):
                         "cut to a window keeping the marked entities")
     parser.add_argument("--skip-unknown-labels", action="store_true",
                         help="count and skip records whose label is not in the label set (default: stop with an error)")
+    add_subsample_args(parser, per_label=True)
     add_tokenizer_args(parser)
 
 
@@ -35,9 +37,17 @@ def labels_from_records(records, labels_of) -> LabelVocabulary:
     return LabelVocabulary(sorted(counts, key=lambda t: (-counts[t], t)))
 
 
-def convert_marked_dataset(args, read_records, encode, labels_of, info):
-    """Run the conversion described by ``add_convert_args``; ``encode(word_encoder, record, max_len)``."""
+def convert_marked_dataset(args, read_records, encode, labels_of, info, train_filters=()):
+    """Run the conversion described by ``add_convert_args``; ``encode(word_encoder, record, max_len)``.
+
+    ``train_filters``: objects with ``key``, ``__call__(records) -> records``, ``describe()`` (a
+    printable line) and ``as_dict()``, applied in turn to the training records before encoding
+    (TACRED's ``--max-negatives``); each one's ``as_dict()`` goes to prep.json under its ``key``. The ``--fraction``/``--max-examples``
+    subsample then applies to the encoded training examples, so its counts are exact.
+    """
     inputs = split_sources(args)
+    subsample = Subsample.from_args(args)
+    subsample.require_train(inputs)
     if args.labels:
         labels = LabelVocabulary.load(args.labels)
     elif "train" in inputs:
@@ -47,10 +57,15 @@ def convert_marked_dataset(args, read_records, encode, labels_of, info):
     bpe, bpe_files, dict_path = tokenizer_from_args(args)
     encoder = WordEncoder(bpe)
     splits, counters, truncated = {}, {}, {}
+    subsampled = None
     for split, path in inputs.items():
         counter = SkipCounter()
+        records = read_records(path)
+        if split == "train":
+            for keep in train_filters:
+                records = keep(records)
         examples, truncated[split] = encode_records(
-            progress(read_records(path), desc=f"encode {split}"),
+            progress(records, desc=f"encode {split}"),
             encode=lambda rec: encode(encoder, rec, args.max_len),
             labels_of=labels_of,
             labels=labels,
@@ -60,6 +75,12 @@ def convert_marked_dataset(args, read_records, encode, labels_of, info):
         counter.keep(len(examples))
         print(counter.summary(f"{split} ({path})"))
         print(f"  truncated to --max-len {args.max_len} with the marked entities kept: {truncated[split]}")
+        if split == "train":
+            for keep in train_filters:
+                print("  " + keep.describe())
+            examples, subsampled = subsample.apply(examples, labels_of=lambda ex: ex.labels)
+            if subsampled:
+                print("  " + describe(subsampled))
         if not examples:
             raise KAdapterError(f"{path}: no example left to write")
         splits[split], counters[split] = examples, counter
@@ -74,7 +95,10 @@ def convert_marked_dataset(args, read_records, encode, labels_of, info):
         "examples": {split: len(ex) for split, ex in splits.items()},
         "truncated": truncated,
         "counts": {split: c.as_dict() for split, c in counters.items()},
+        "subsample": subsampled,
     })
+    for keep in train_filters:
+        info[keep.key] = keep.as_dict()
     write_prep_json(args.out, info)
     print(f"wrote {args.out} ({len(labels)} labels)")
     return info

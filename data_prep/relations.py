@@ -13,14 +13,14 @@ whose marked mentions alone do not fit is always skipped and counted.
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from kadapter_fairseq.data.downstream import OBJECT_MARKER, SUBJECT_MARKER, SkipRecord, encode_marked
 from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import KAdapterError
 
 from . import common
-from .common import SkipCounter, progress, write_lines, write_prep_json
+from .common import SkipCounter, progress, write_prep_json
 
 LONG_POLICIES = ("truncate", "skip")
 
@@ -88,7 +88,7 @@ def build_label_vocabulary(examples: Sequence[RelationExample]) -> LabelVocabula
 
 def write_relation_dataset(
     out_dir: str,
-    splits: Dict[str, Sequence[RelationExample]],
+    splits,
     encoder,
     dict_path: str,
     max_len: int,
@@ -100,49 +100,43 @@ def write_relation_dataset(
 ):
     """Encode every split, binarize the pieces and write the side files.
 
+    ``splits`` is ``{split: examples}`` or a ``SplitStream``; examples are encoded by
+    ``workers`` processes and written as they come, so nothing grows with the input.
     The label vocabulary is ``labels`` if given, else built from the ``train``
-    split; examples of any split whose relation is not in it are counted and
+    split (of a dict); examples of any split whose relation is not in it are counted and
     skipped. Returns the per-split number of examples written.
     """
-    from kadapter_fairseq.data.binarize import binarize_lines
+    from kadapter_fairseq.data.binarize import PieceFiles
 
     if labels is None:
-        if "train" not in splits:
+        if isinstance(splits, common.SplitStream) or "train" not in splits:
             raise KAdapterError("a train split is needed to build the label set (or pass --labels)")
         labels = build_label_vocabulary(splits["train"])
     if len(labels) == 0:
         raise KAdapterError("no relation is left after filtering: nothing to write (lower --min-count?)")
     os.makedirs(out_dir, exist_ok=True)
-    written, truncated, split_counters, pieces_by_split = {}, {}, {}, {}
-    for split, examples in splits.items():
-        split_counter = SkipCounter()
-        piece_lines, positions, label_lines, ids = [], [], [], []
-        n_trunc = 0
-        for ex in progress(examples, desc=f"encode {split}"):
-            if ex.relation not in labels:
-                split_counter.skip("relation_not_in_label_set", ex.where)
+    names, pairs = common.split_pairs(splits)
+    split_counters = {split: SkipCounter() for split in names}
+    truncated = dict.fromkeys(names, 0)
+    options = dict(encoder=encoder, max_len=max_len, long=long, labels=frozenset(labels.labels))
+    with PieceFiles(os.path.join(out_dir, "input0"), names) as pieces, \
+            common.LineFiles(out_dir, names, ("positions", "label", "ids")) as side:
+        for (split, ex), result in common.ordered_map(_encode_item, progress(pairs, desc="encode"), workers, **options):
+            if isinstance(result, str):
+                split_counters[split].skip(result, ex.where)
                 continue
-            try:
-                enc = encode_relation(encoder, ex, max_len, long)
-            except Skip as s:
-                split_counter.skip(s.reason, ex.where)
-                continue
-            n_trunc += enc.truncated
-            split_counter.keep()
-            piece_lines.append(" ".join(enc.pieces))
-            positions.append(f"{enc.positions[0]} {enc.positions[1]}")
-            label_lines.append(ex.relation)
-            ids.append(ex.id)
-        if not piece_lines:
-            raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
-        pieces_by_split[split] = piece_lines
-        write_lines(os.path.join(out_dir, f"{split}.positions"), positions)
-        write_lines(os.path.join(out_dir, f"{split}.label"), label_lines)
-        write_lines(os.path.join(out_dir, f"{split}.ids"), ids)
-        written[split], truncated[split] = len(piece_lines), n_trunc
-        split_counters[split] = split_counter
-        counter.merge(split_counter)
-    binarize_lines(pieces_by_split, os.path.join(out_dir, "input0"), dict_path, workers=workers)
+            piece_line, positions, was_truncated = result
+            truncated[split] += was_truncated
+            split_counters[split].keep()
+            pieces.write(split, piece_line)
+            side.write(split, positions, ex.relation, ex.id)
+        for split in names:
+            if not split_counters[split].kept:
+                raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
+        pieces.binarize(dict_path, workers=workers)
+    written = {split: split_counters[split].kept for split in names}
+    for split in names:
+        counter.merge(split_counters[split])
     labels.save(os.path.join(out_dir, "labels.txt"))
     info = dict(prep_info or {})
     info.update(
@@ -161,11 +155,26 @@ def write_relation_dataset(
     return written
 
 
-def write_from_args(args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict):
-    """``write_relation_dataset`` with the options of ``add_relation_args`` (see ``common.write_from_args``)."""
+def _encode_item(item, encoder, max_len, long, labels):
+    """One ``(split, example)``: a skip reason, or its piece line, positions line and truncation flag."""
+    ex = item[1]
+    if ex.relation not in labels:
+        return "relation_not_in_label_set"
+    try:
+        enc = encode_relation(encoder, ex, max_len, long)
+    except Skip as s:
+        return s.reason
+    return " ".join(enc.pieces), f"{enc.positions[0]} {enc.positions[1]}", enc.truncated
+
+
+def write_from_args(args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict, labels=None):
+    """``write_relation_dataset`` with the options of ``add_relation_args`` (see ``common.write_from_args``);
+    ``labels``: the label set when the caller built it (a streaming converter), else ``--labels`` or the train split's."""
+    if labels is None and args.labels:
+        labels = LabelVocabulary.load(args.labels)
     return common.write_from_args(
         write_relation_dataset, args, splits, tokenizer, counter, title, {"min_count": args.min_count, **prep_info},
-        labels=LabelVocabulary.load(args.labels) if args.labels else None,
+        labels=labels,
     )
 
 

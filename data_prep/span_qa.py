@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from typing import Dict, List, Sequence
 
-from kadapter_fairseq.errors import DataError
+from kadapter_fairseq.errors import DataError, KAdapterError
 from kadapter_fairseq.scoring.qa import SpanQARecord, read_span_qa, write_span_qa
 
 from .common import (
@@ -35,6 +35,7 @@ from .common import (
     write_lines,
     write_prep_json,
 )
+from .subsample import Subsample, add_subsample_args, describe
 
 DEFAULT_MAX_LEN = 256
 DEFAULT_MAX_QUESTION_LEN = 64
@@ -84,16 +85,31 @@ def encode_split(records, bpe, max_len, max_question_len, training, counter: Ski
     return kept, pairs
 
 
+def subsample_questions(kept, pairs, subsample: Subsample):
+    """The training questions ``subsample`` keeps, with their pairs (question indices renumbered)."""
+    chosen, record = subsample.apply(list(range(len(kept))))
+    if record is None:
+        return kept, pairs, None
+    renumber = {q: i for i, q in enumerate(chosen)}
+    return [kept[q] for q in chosen], [(renumber[q], j, p) for q, j, p in pairs if q in renumber], record
+
+
 def write_span_qa_data(out_dir, splits: Dict[str, List[SpanQARecord]], bpe, dict_path, max_len=DEFAULT_MAX_LEN,
-                       max_question_len=DEFAULT_MAX_QUESTION_LEN, workers=1, prep_info=None):
-    """Write the binarized span_qa layout (see kadapter_fairseq/tasks/span_qa.py); returns the per-split report."""
+                       max_question_len=DEFAULT_MAX_QUESTION_LEN, workers=1, prep_info=None, subsample=None):
+    """Write the binarized span_qa layout (see kadapter_fairseq/tasks/span_qa.py); returns the per-split report.
+
+    ``subsample`` (a ``Subsample``) picks among the training questions that kept an answer-bearing
+    paragraph, so its counts are of usable training questions."""
     from kadapter_fairseq.data.binarize import binarize_lines
 
     os.makedirs(out_dir, exist_ok=True)
     report, piece_lines = {}, {}
+    subsampled = None
     for split, records in splits.items():
         counter, stats = SkipCounter(), Counter()
         kept, pairs = encode_split(records, bpe, max_len, max_question_len, split == "train", counter, stats)
+        if split == "train" and subsample is not None:
+            kept, pairs, subsampled = subsample_questions(kept, pairs, subsample)
         write_span_qa(os.path.join(out_dir, f"{split}.jsonl"), kept)
         piece_lines[split] = [" ".join(p.pieces) for _, _, p in pairs]
         write_lines(os.path.join(out_dir, f"{split}.positions"), (f"{p.positions[0]} {p.positions[1]}" for _, _, p in pairs))
@@ -106,9 +122,11 @@ def write_span_qa_data(out_dir, splits: Dict[str, List[SpanQARecord]], bpe, dict
         print(counter.summary(f"{split}: {len(records)} questions"))
         for key, n in sorted(stats.items()):
             print(f"  {key}: {n}")
+        if split == "train" and subsampled:
+            print("  " + describe(subsampled))
     binarize_lines(piece_lines, os.path.join(out_dir, "input0"), dict_path, workers=workers)
     info = dict(prep_info or {})
-    info.update(max_len=max_len, max_question_len=max_question_len, splits=report)
+    info.update(max_len=max_len, max_question_len=max_question_len, splits=report, subsample=subsampled)
     write_prep_json(out_dir, info)
     return report
 
@@ -120,13 +138,20 @@ def add_span_qa_args(parser, layout_only=False):
                             help="write <out>/{split}.jsonl in the span_qa layout only (no tokenizer needed)")
     parser.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, help="longest sequence, <s> and </s> included")
     parser.add_argument("--max-question-len", type=int, default=DEFAULT_MAX_QUESTION_LEN, help="question pieces kept")
+    add_subsample_args(parser)
     add_tokenizer_args(parser)
 
 
 def finish_from_args(args, splits, sources, converter):
     """Write ``splits`` (records in the span_qa layout): the JSONL only with ``--layout-only``,
     else tokenized and binarized with the shared options."""
+    subsample = Subsample.from_args(args)
+    subsample.require_train(splits)
     if getattr(args, "layout_only", False):
+        if subsample.requested:
+            # which questions are usable is known only once they are tokenized
+            raise KAdapterError("--layout-only writes every question: subsample when binarizing "
+                                "(python -m data_prep.span_qa --train ... --fraction/--max-examples)")
         os.makedirs(args.out, exist_ok=True)
         for split, records in splits.items():
             write_span_qa(os.path.join(args.out, f"{split}.jsonl"), records)
@@ -136,6 +161,7 @@ def finish_from_args(args, splits, sources, converter):
     write_span_qa_data(
         args.out, splits, bpe, dict_path, args.max_len, args.max_question_len, workers=args.workers,
         prep_info={"converter": converter, "sources": sources, "tokenizer": bpe_files.as_args(), "dict": dict_path},
+        subsample=subsample,
     )
     print(f"written -> {args.out}")
 

@@ -12,26 +12,35 @@ on word boundaries (spec 2.1). P31 ("instance of") and relations with fewer
 than ``--min-count`` examples are dropped; the rest is split 90/10 by a seeded
 hash of (document, sentence), so all triples of a sentence share a split.
 
+The input is streamed, in two passes (counts and split first, then encoding), so memory stays
+flat as it grows (12 bytes per triple; a JSON-array file is parsed whole, a JSON-lines file
+line by line); ``--workers N`` encodes with N processes, with output identical to one worker.
+
 Example:
     python -m data_prep.trex ../shared/data/trex/rebel_sample.jsonl --roberta-dir roberta.large \\
         --out data-bin/trex --min-count 50
 """
 import argparse
 import re
+from array import array
 from typing import List, Optional, Sequence, Tuple
 
+from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import DataError
 
 from .common import (
     SkipCounter,
+    SplitStream,
     add_tokenizer_args,
     progress,
     read_json_records,
     run_main,
     seeded_split,
+    split_hash,
     tokenizer_from_args,
+    valid_hash_cutoff,
 )
-from .relations import RelationExample, add_relation_args, filter_relations, write_from_args
+from .relations import RelationExample, add_relation_args, write_from_args
 
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 # a sentence ends at . ! ? (plus closing quotes/brackets) followed by space and an upper-case letter,
@@ -173,20 +182,69 @@ def build_parser():
     return p
 
 
+def read_documents(paths: Sequence[str], counter: SkipCounter, desc: str = "read"):
+    """The usable triples of every document of ``paths``, one list per document, in input order."""
+    for path in paths:
+        for line, doc in progress(read_json_records(path), desc=f"{desc} {path}", unit="doc"):
+            yield document_examples(doc, path, line, counter)
+
+
+def stream_splits(paths: Sequence[str], counter: SkipCounter, min_count: int, drop: Sequence[str],
+                  valid_fraction: float, seed: int, labels: Optional[LabelVocabulary] = None):
+    """``filter_relations`` + ``split_examples`` + the train split's label set, in two passes over
+    the input instead of a list of every triple (T-REx has millions).
+
+    The first pass keeps 12 bytes per triple (its relation's index and its sentence's split hash)
+    and counts the documents' skips; the second yields ``(split, example)`` pairs and counts the
+    relation filter's skips. Returns ``(documents, SplitStream, labels)``; the output equals that of
+    the list-based functions (splits as ``seeded_split``, labels as ``build_label_vocabulary``).
+    """
+    import numpy as np
+
+    index, relation_ids, hashes, n_docs = {}, array("i"), array("Q"), 0
+    for examples in read_documents(paths, counter):
+        n_docs += 1
+        for ex in examples:
+            relation_ids.append(index.setdefault(ex.relation, len(index)))
+            hashes.append(split_hash(ex.group, seed))
+    names = list(index)
+    rel = np.frombuffer(relation_ids, dtype=np.int32) if relation_ids else np.zeros(0, np.int32)
+    hash_arr = np.frombuffer(hashes, dtype=np.uint64) if hashes else np.zeros(0, np.uint64)
+    counts = np.bincount(rel, minlength=len(names))
+    dropped = set(drop)
+    usable = np.array([r not in dropped and counts[i] >= min_count for i, r in enumerate(names)], dtype=bool)
+    kept = usable[rel] if len(names) else np.zeros(0, bool)
+    cutoff = valid_hash_cutoff(hash_arr[kept], valid_fraction)
+    valid = hash_arr <= np.uint64(cutoff) if cutoff is not None else np.zeros(len(hash_arr), bool)
+    if labels is None:
+        train_counts = np.bincount(rel[kept & ~valid], minlength=len(names))
+        labels = LabelVocabulary(sorted((r for i, r in enumerate(names) if train_counts[i]), key=lambda r: (-train_counts[index[r]], r)))
+
+    def pairs():
+        n = 0
+        for examples in read_documents(paths, SkipCounter(), desc="encode"):  # skips were counted in the first pass
+            for ex in examples:
+                i, n = n, n + 1
+                if ex.relation in dropped:
+                    counter.skip(f"relation_excluded_{ex.relation}", ex.where)
+                elif counts[rel[i]] < min_count:
+                    counter.skip(f"relation_below_min_count_{min_count}", ex.where)
+                else:
+                    yield ("valid" if valid[i] else "train"), ex
+
+    return n_docs, SplitStream(["train", "valid"], pairs()), labels
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     tokenizer = tokenizer_from_args(args)
     counter = SkipCounter()
-    examples, n_docs = [], 0
-    for path in args.inputs:
-        for line, doc in progress(read_json_records(path), desc=f"read {path}", unit="doc"):
-            n_docs += 1
-            examples.extend(document_examples(doc, path, line, counter))
     drop = [r for r in args.drop_relations.split(",") if r]
-    examples = filter_relations(examples, counter, args.min_count, drop)
-    splits = split_examples(examples, args.valid_fraction, args.seed)
+    fixed_labels = LabelVocabulary.load(args.labels) if args.labels else None
+    n_docs, splits, labels = stream_splits(args.inputs, counter, args.min_count, drop, args.valid_fraction, args.seed, fixed_labels)
     write_from_args(args, splits, tokenizer, counter, f"T-REx triples from {n_docs} documents",
-                    {"converter": "data_prep.trex", "sources": args.inputs, "documents": n_docs, "dropped_relations": drop})
+                    {"converter": "data_prep.trex", "sources": args.inputs, "documents": n_docs, "dropped_relations": drop},
+                    labels=labels)
     return 0
 
 

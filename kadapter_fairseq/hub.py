@@ -49,10 +49,13 @@ class KAdapterHub(nn.Module):
         gpt2_encoder_json: Optional[str] = None,
         gpt2_vocab_bpe: Optional[str] = None,
         sentencepiece_model: Optional[str] = None,
+        require_fusion: bool = False,
         **model_overrides,
     ):
         """Load a base directory and adapters by path (``{"fac": "fac.pt"}``; a ``None``
-        path makes a freshly initialised adapter, sized by ``arch`` and ``model_overrides``)."""
+        path makes a freshly initialised adapter, sized by ``arch`` and ``model_overrides``).
+        Each adapter file is read once. ``require_fusion``: with ``fusion="concat"``, refuse
+        adapter files that do not hold the fusion weights (instead of a random fusion)."""
         if not os.path.isdir(base_dir):
             raise ConfigError(f"base directory not found: {base_dir}")
         resolve_base_path(base_dir, checkpoint_file)
@@ -71,10 +74,15 @@ class KAdapterHub(nn.Module):
         )
         cfg = OmegaConf.structured(RobertaKAdapterConfig(**values))
         dictionary = load_base_dictionary(base_dir)
-        model = RobertaKAdapterModel.from_base(cfg, dictionary)
-        for name, path in adapters.items():
-            if path:  # fusion and heads saved beside the adapter, when present
-                model.load_adapters(path, names=[name], load_fusion=False, load_heads=True)
+        states = {name: ku.load_adapter_file(path) for name, path in adapters.items() if path}
+        if require_fusion and fusion == "concat":
+            check_fusion_weights(states, adapters)
+        model = RobertaKAdapterModel.from_base(cfg, dictionary, adapter_states=states)
+        for name, state in states.items():
+            # heads saved beside the adapter; a fusion saved for exactly these adapters, when present
+            saved = state.get("fusion") or {}
+            whole = saved.get("mode") == fusion and saved.get("names") == list(adapters)
+            model.load_adapters(adapters[name], names=[name], load_fusion=whole, load_heads=True, state=state)
         return cls(model, dictionary, _maybe_bpe(base_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model))
 
     @classmethod
@@ -125,6 +133,25 @@ class KAdapterHub(nn.Module):
 
     def save_adapters(self, path, names=None, include_fusion=False, include_heads=False):
         self.model.save_adapters(path, names, include_fusion, include_heads)
+
+
+def check_fusion_weights(states: Dict[str, dict], paths: Dict[str, str]):
+    """The concat fusion's weights must come from the adapter files: each adapter's own
+    projection, and with several adapters the combining layer from a file saved for all of them."""
+    names = list(paths)
+    for name in names:
+        saved = states[name].get("fusion") if name in states else None
+        if not saved or saved.get("mode") != "concat" or not any(k.startswith(f"proj.{name}.") for k in saved["state_dict"]):
+            where = paths[name] or f"adapter {name!r} (no file given)"
+            raise CheckpointError(
+                f"{where}: holds no concat-fusion weights for adapter {name!r}; export it with "
+                "`kadapter-export --include-fusion`, or use the add fusion"
+            )
+    if len(names) > 1 and not any((s.get("fusion") or {}).get("names") == names for s in states.values()):
+        raise CheckpointError(
+            f"none of {', '.join(paths[n] for n in names)} holds the concat fusion of {names} together "
+            "(its combining layer); export them from one checkpoint with `kadapter-export --include-fusion`"
+        )
 
 
 def _maybe_bpe(base_dir, bpe=None, gpt2_encoder_json=None, gpt2_vocab_bpe=None, sentencepiece_model=None):

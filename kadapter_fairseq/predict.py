@@ -189,8 +189,12 @@ def main(argv=None):
 def _run(predictors, args):
     import torch
 
+    from .distributed import get_rank, is_master
     from .hub import KAdapterHub
 
+    if not is_master():  # started once per rank by torchrun/srun: rank 0 alone writes the file
+        print(f"kadapter-predict: rank {get_rank()}: rank 0 writes {args.output}", file=sys.stderr)
+        return 0
     hub = KAdapterHub.from_checkpoint(args.checkpoint, data_dir=args.data_dir, roberta_path=args.roberta_path)
     if torch.cuda.is_available() and not args.cpu:
         hub.model.cuda()

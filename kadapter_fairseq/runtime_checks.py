@@ -1,17 +1,20 @@
 """Refuse set-ups that fairseq would run wrongly without saying so, before it starts.
 
 On a machine without CUDA: ``fp16`` crashes deep inside the optimizer, ``amp``
-silently trains in fp32, fairseq-train's ``--bf16`` implies ``--tpu`` and dies
-looking for torch_xla, and ``distributed_world_size > 1`` spawns no process at
-all and trains nothing.
+silently trains in fp32, and fairseq-train's ``--bf16`` implies ``--tpu`` and dies
+looking for torch_xla. Several processes on CPU work (``distributed.py`` runs
+them over gloo); more processes than cores only get a warning.
 """
 import argparse
+import logging
 import os
 import sys
 
 import torch
 
 from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 CPU_HINT = "on CPU train in fp32, or in bf16 with kadapter-train / fairseq-hydra-train and common.bf16=true"
 
@@ -25,12 +28,6 @@ def check_runtime(cfg, cuda_available=None):
         raise ConfigError(f"common.fp16 needs a CUDA GPU and none is available: {CPU_HINT}")
     if common.amp:
         raise ConfigError(f"common.amp needs a CUDA GPU (on CPU it would silently run in fp32): {CPU_HINT}")
-    world = cfg.distributed_training.distributed_world_size or 1
-    if world > 1:
-        raise ConfigError(
-            f"distributed_training.distributed_world_size={world} needs CUDA GPUs: fairseq's launcher starts one "
-            "process per GPU and would start none here. Use distributed_world_size=1 on CPU."
-        )
 
 
 def check_fairseq_train_argv(argv, cuda_available=None):
@@ -40,7 +37,6 @@ def check_fairseq_train_argv(argv, cuda_available=None):
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for flag in ("--fp16", "--memory-efficient-fp16", "--amp", "--bf16", "--memory-efficient-bf16"):
         p.add_argument(flag, action="store_true")
-    p.add_argument("--distributed-world-size", type=int, default=1)
     a, _ = p.parse_known_args(argv)
     if a.fp16 or a.memory_efficient_fp16:
         raise ConfigError(f"--fp16 needs a CUDA GPU and none is available: {CPU_HINT}")
@@ -48,11 +44,30 @@ def check_fairseq_train_argv(argv, cuda_available=None):
         raise ConfigError(f"--amp needs a CUDA GPU (on CPU it would silently run in fp32): {CPU_HINT}")
     if a.bf16 or a.memory_efficient_bf16:
         raise ConfigError(f"fairseq-train's --bf16 also switches on --tpu and fails without torch_xla: {CPU_HINT}")
-    if a.distributed_world_size > 1:
-        raise ConfigError(
-            f"--distributed-world-size {a.distributed_world_size} needs CUDA GPUs: fairseq would start no training "
-            "process on this machine. Use 1 on CPU."
+
+
+def local_processes(world_size, environ=None) -> int:
+    """Training processes on this machine: a launcher's per-node count, else the world size."""
+    env = os.environ if environ is None else environ
+    local = env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE")
+    return int(local) if local else int(world_size)
+
+
+def warn_if_oversubscribed(world_size, environ=None, cores=None):
+    """Warn when more training processes than cores share this CPU machine (called by
+    ``distributed.call_main`` once the process count is known, on each machine's first process)."""
+    from .distributed import available_cores
+
+    local = local_processes(world_size, environ)
+    cores = available_cores() if cores is None else cores
+    if local > cores:
+        message = (
+            f"{local} training processes on {cores} CPU cores: each gets less than a core, so the run will be "
+            "slower than with fewer processes (results are unaffected)"
         )
+        logger.warning(message)
+        return message
+    return None
 
 
 def check_current_command():

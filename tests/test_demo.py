@@ -1,5 +1,6 @@
-"""``examples/demo.py --size ci``: the whole pipeline (base pre-training, data_prep, both adapters,
-four fine-tuning runs, predict + score, reports) at a tiny size, then a second run that reuses it."""
+"""``examples/demo.py --size ci``: the whole demo (base pre-training, then the demo experiment: data_prep,
+both adapters and the multitask base, 6 variants x 2 seeds of SemEval, predict + score, reports) at a tiny
+size, then a second run that reuses it."""
 import json
 import os
 import subprocess
@@ -17,6 +18,9 @@ def run_demo(work_dir, *extra):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+VARIANTS = ["roberta", "multitask", "fac+lin", "fac", "lin", "no-knowledge"]
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
@@ -25,62 +29,66 @@ def demo_run(tmp_path_factory):
     return work, log
 
 
-def test_demo_writes_results_for_four_runs(demo_run):
+def test_demo_writes_the_six_variant_table_over_seeds(demo_run):
     work, log = demo_run
-    for name in ("results.json", "results.md", "training_curves.png"):
+    for name in ("results.json", "results.md", "results.png"):
         assert (work / name).is_file(), name
-    assert (work / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (work / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((work / "results.json").read_text())
-    assert [r["run"] for r in results["runs"]] == ["base", "fac", "lin", "fac+lin"]
-    assert [r["adapters"] for r in results["runs"]] == [[], ["fac"], ["lin"], ["fac", "lin"]]
-    for row in results["runs"]:
-        for key in ("precision", "recall", "f1"):
-            assert isinstance(row[key], float) and 0.0 <= row[key] <= 1.0, row
-        assert row["n"] == 1000 and row["missing"] == 0  # every SemEval test-sample example was predicted
+    assert results["experiment"] == "demo"
+    assert [r["variant"] for r in results["rows"]] == VARIANTS
+    for row in results["rows"]:
+        assert row["task"] == "semeval" and row["metric"] == "f1" and row["n"] == 2 and row["seeds"] == [1, 2]
+        assert all(0.0 <= v <= 1.0 for v in row["values"])
+        run = json.loads((work / "runs" / "semeval" / row["variant"] / "seed1" / "metrics.json").read_text())
+        assert run["scores"]["n"] == 1000 and run["scores"]["missing"] == 0  # every SemEval test-sample example
     md = (work / "results.md").read_text()
-    assert sum(line.startswith("| ") for line in md.splitlines()) == 5  # header + 4 runs
+    assert sum(line.startswith(f"| {v} |") for v in VARIANTS for line in md.splitlines()) == 6
+    for variant in ("fac+lin", "fac", "lin"):  # said plainly, whatever the answer
+        assert f"{variant} beats no-knowledge beyond seed noise on semeval: " in log
+    assert "| no-knowledge |" in log  # the control row is printed next to the adapter rows
 
 
 def test_demo_base_is_pretrained_and_unchanged_by_adapters(demo_run):
     work, log = demo_run
-    results = json.loads((work / "results.json").read_text())
-    assert results["base_unchanged_ok"] is True
-    assert set(results["base_unchanged"]) == {"fac", "lin"}
-    for check in results["base_unchanged"].values():
-        assert check["identical"] and check["tensors"] > 10 and not check["changed"]
+    check = json.loads((work / "base_check.json").read_text())
+    assert check["base_unchanged_ok"] is True
+    assert set(check["base_unchanged"]) == {"fac", "lin"}
+    for c in check["base_unchanged"].values():
+        assert c["identical"] and c["tensors"] > 10 and not c["changed"]
     assert "bit-identical to model.pt" in log
     build = json.loads((work / "base" / "build.json").read_text())
     assert build["request"]["layers"] == 2 and build["request"]["updates"] == 6
     assert build["valid_loss_after"] < build["valid_loss_before"]  # trained, not random weights
-    assert (work / "adapters" / "fac.pt").is_file() and (work / "adapters" / "lin.pt").is_file()
+    for name in ("fac", "lin"):
+        assert (work / "knowledge" / name / "train" / "adapter.pt").is_file()
+    assert (work / "knowledge" / "multitask" / "train" / "base" / "model.pt").is_file()
 
 
 def test_demo_echoes_each_command(demo_run):
     _, log = demo_run
-    echoed = [line.strip()[2:] for line in log.splitlines() if line.strip().startswith("$ ")]
-    starts = [("kadapter-build-base", "python -m kadapter_fairseq.tools.build_base"), ("python -m data_prep.fewrel",),
-              ("python -m data_prep.conllu",), ("python -m data_prep.semeval",), ("python -m data_prep.tacred",),
-              ("kadapter-train", "python -m kadapter_fairseq.tools.train"), ("kadapter-export", "python -m kadapter_fairseq.tools.export"),
-              ("kadapter-predict", "python -m kadapter_fairseq.predict"), ("kadapter-score", "python -m kadapter_fairseq.scoring.cli")]
-    for forms in starts:
-        assert any(cmd.startswith(forms) for cmd in echoed), forms
+    echoed = [line.strip()[2:].replace("OMP_NUM_THREADS=1 ", "") for line in log.splitlines() if line.strip().startswith("$ ")]
+    starts = ["kadapter-build-base", "kadapter-experiment run", "python -m data_prep.fewrel", "python -m data_prep.conllu",
+              "python -m data_prep.semeval", "python -m data_prep.tacred", "kadapter-train", "kadapter-export",
+              "kadapter-export --base", "kadapter-predict", "kadapter-score"]
+    for start in starts:
+        assert any(cmd.startswith(start) for cmd in echoed), start
     configs = " ".join(echoed)
-    for name in ("relation_pretrain_cpu", "dependency_head_prediction_cpu", "tacred_cpu"):
+    for name in ("relation_pretrain_cpu", "dependency_head_prediction_cpu", "multitask_cpu", "tacred_cpu"):
         assert f"--config-name {name}" in configs
-    assert "model.adapter_names=''" in configs  # the base-only run
+    assert "model.adapter_names=''" in configs  # the roberta and multitask rows
+    assert "model.roberta_path=" in configs and "knowledge/multitask/train/base" in configs
 
 
 def test_second_run_reuses_everything_and_says_so(demo_run):
     work, _ = demo_run
-    before = json.loads((work / "results.json").read_text())
+    before = (work / "results.json").read_bytes()
     code, log = run_demo(work)
     assert code == 0, log[-4000:]
-    assert "holds an earlier run" in log
     assert "reusing the base" in log  # kadapter-build-base's own cache
-    assert log.count("[reuse]") >= 20
-    after = json.loads((work / "results.json").read_text())
-    assert after["steps_run"] == ["base"]  # only the (cached) base check ran again
-    assert [r["f1"] for r in after["runs"]] == [r["f1"] for r in before["runs"]]
+    assert log.count("metrics.json exists") == 12 and "[run]" not in log
+    assert log.count("done by an earlier run") >= 7  # data, knowledge adapters, multitask base
+    assert (work / "results.json").read_bytes() == before
 
 
 def test_build_base_reuses_only_an_identical_request(tmp_path):

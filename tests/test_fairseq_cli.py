@@ -113,8 +113,7 @@ def test_kadapter_train_rejects_cpu_setups_fairseq_would_run_wrongly():
         check_runtime(cfg(fp16=True), cuda_available=False)
     with pytest.raises(ConfigError, match="silently run in fp32"):
         check_runtime(cfg(amp=True), cuda_available=False)
-    with pytest.raises(ConfigError, match="would start none"):
-        check_runtime(cfg(ws=2), cuda_available=False)
+    check_runtime(cfg(ws=2), cuda_available=False)  # several CPU processes run over gloo (test_distributed.py)
     check_runtime(cfg(fp16=True, ws=2), cuda_available=True)
 
     check_fairseq_train_argv(["data", "--task", "x", "--cpu"], cuda_available=False)
@@ -122,8 +121,6 @@ def test_kadapter_train_rejects_cpu_setups_fairseq_would_run_wrongly():
         (["--fp16"], "bf16"),
         (["--amp"], "silently run in fp32"),
         (["--bf16"], "--tpu"),
-        (["--distributed-world-size", "2"], "no training process"),
-        (["--distributed-world-size=4"], "no training process"),
     ]:
         with pytest.raises(ConfigError, match=message):
             check_fairseq_train_argv(["data"] + argv, cuda_available=False)
@@ -151,9 +148,6 @@ hydra: {{run: {{dir: .}}}}
     launcher = os.path.join(BIN, "kadapter-train")
     code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere", "common.fp16=true"], tmp_path)
     assert code != 0 and "kadapter-train: common.fp16 needs a CUDA GPU" in log and "Traceback" not in log
-    code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere",
-                     "distributed_training.distributed_world_size=2"], tmp_path)
-    assert code != 0 and "would start none here" in log
     # typed override of a kadapter task field: a wrong type is caught by hydra against the dataclass
     code, log = run([launcher, "--config-dir", str(tmp_path), "--config-name", "cfg", "task.data=/nowhere", "task.max_positions=many"], tmp_path)
     assert code != 0 and "max_positions" in log and "RelationPretrainConfig" in log

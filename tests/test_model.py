@@ -301,3 +301,18 @@ def test_base_checkpoint_with_namespace_model_config(tiny_base, tmp_path):
     reference = build(tiny_base).eval()
     tokens = batch(model)
     assert torch.equal(model(tokens, features_only=True)[0], reference(tokens, features_only=True)[0])
+
+
+def test_model_builds_from_a_plain_dict_config(tiny_base):
+    """Python callers (the benchmark, notebooks) build models without OmegaConf: a dict names only what it changes."""
+    from kadapter_fairseq.models.roberta_kadapter import apply_arch_defaults
+
+    cfg = {"_name": "roberta_kadapter_tiny", "roberta_path": tiny_base, "adapter_names": "fac", "adapter_heads": 4}
+    apply_arch_defaults(cfg)
+    assert cfg["adapter_plug_layers"] == "0,1,2" and cfg["adapter_down_dim"] == 32 and cfg["adapter_layers"] == 1
+    assert cfg["adapter_heads"] == 4, "an explicit value wins over the arch default"
+    assert cfg["train_phase"] == "knowledge", "fields the dict leaves out take the dataclass default"
+    model = RobertaKAdapterModel.from_base(cfg, load_base_dictionary(tiny_base)).eval()
+    assert model.adapters["fac"].cfg.plug_layers == [0, 1, 2] and model.adapters["fac"].cfg.down_dim == 32
+    features, _ = model.extract_features(batch(model))
+    assert features.shape == (2, 7, model.hidden_dim)

@@ -19,8 +19,10 @@ class CosmosQACriterionConfig(FairseqDataclass):
 @register_criterion("cosmosqa", dataclass=CosmosQACriterionConfig)
 class CosmosQACriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
-        choices = [sample[f"net_input{k + 1}"]["src_tokens"] for k in range(self.task.cfg.num_choices)]
-        scores = self.task.score_choices(model, choices)
+        inputs = [sample[f"net_input{k + 1}"] for k in range(self.task.cfg.num_choices)]
+        scores = self.task.score_choices(
+            model, [i["src_tokens"] for i in inputs], [i.get("cached_features") for i in inputs]
+        )
         bsz = scores.size(0)
         logging_output = {"ntokens": sample["ntokens"], "nsentences": bsz, "sample_size": bsz}
         if "target" in sample:

@@ -33,9 +33,9 @@ def align_targets(target, seq_len):
     return target[:, :seq_len]
 
 
-def dependency_loss(model, src_tokens, target, head_name):
+def dependency_loss(model, src_tokens, target, head_name, cached_features=None):
     """``(summed loss, words, correct heads)`` for one batch of sentences."""
-    logits, _ = model(src_tokens, classification_head_name=head_name)
+    logits, _ = model(src_tokens, classification_head_name=head_name, cached_features=cached_features)
     target = align_targets(target, logits.size(1))
     labelled = target.ne(IGNORE_INDEX)
     picked = logits[labelled]
@@ -64,7 +64,10 @@ class DependencyHeadPredictionCriterion(FairseqCriterion):
         self.head_name = task.cfg.head_name
 
     def forward(self, model, sample, reduce=True):
-        loss, words, correct = dependency_loss(model, sample["net_input"]["src_tokens"], sample["target"], self.head_name)
+        net_input = sample["net_input"]
+        loss, words, correct = dependency_loss(
+            model, net_input["src_tokens"], sample["target"], self.head_name, net_input.get("cached_features")
+        )
         logging_output = {
             "loss": loss.data,
             "ntokens": sample["ntokens"],

@@ -22,6 +22,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..data.encoding import IGNORE_INDEX
+from ..data.feature_cache import select_rows
 from ..scoring.classification import prf
 from .dependency_head_prediction import dependency_loss, reduce_dependency_metrics
 
@@ -65,8 +66,10 @@ class RelationPretrainCriterion(FairseqCriterion):
         self.dependency_weight = dependency_weight
         self.per_relation_metrics = per_relation_metrics
 
-    def relation_loss(self, model, src_tokens, positions, target, logging_output):
-        logits, _ = model(src_tokens, classification_head_name=self.head_name, positions=positions)
+    def relation_loss(self, model, src_tokens, positions, target, logging_output, cached_features=None):
+        logits, _ = model(
+            src_tokens, classification_head_name=self.head_name, positions=positions, cached_features=cached_features
+        )
         loss = F.nll_loss(F.log_softmax(logits, dim=-1, dtype=torch.float32), target, reduction="sum")
         pred = logits.argmax(-1)
         logging_output["rel_loss"] = loss.data
@@ -80,12 +83,13 @@ class RelationPretrainCriterion(FairseqCriterion):
 
     def forward(self, model, sample, reduce=True):
         src, positions, target = sample["net_input"]["src_tokens"], sample["positions"], sample["target"]
+        cached = sample["net_input"].get("cached_features")
         logging_output = {"ntokens": sample["ntokens"], "nsentences": sample["nsentences"]}
         if self.per_relation_metrics and not model.training:
             # every validation batch logs every class, so the keys agree across workers
             logging_output.update({f"_{k}_{c}": 0 for k in ("tp", "fp", "fn") for c in range(self.num_classes)})
         if "dep_target" not in sample:
-            loss = self.relation_loss(model, src, positions, target, logging_output)
+            loss = self.relation_loss(model, src, positions, target, logging_output, cached)
             sample_size = target.numel()
         else:
             is_rel = target.ne(IGNORE_INDEX)
@@ -93,11 +97,14 @@ class RelationPretrainCriterion(FairseqCriterion):
             logging_output.update(rel_loss=0.0, rel_examples=0, ncorrect=0, dep_loss=0.0, words=0, heads_correct=0)
             loss = src.new_zeros((), dtype=torch.float32)
             if is_rel.any():
-                rel = self.relation_loss(model, src[is_rel], positions[is_rel], target[is_rel], logging_output)
+                rel = self.relation_loss(
+                    model, src[is_rel], positions[is_rel], target[is_rel], logging_output, select_rows(cached, is_rel)
+                )
                 loss = loss + rel / is_rel.sum()
             if (~is_rel).any():
                 dep, words, correct = dependency_loss(
-                    model, src[~is_rel], sample["dep_target"][~is_rel], self.dependency_head_name
+                    model, src[~is_rel], sample["dep_target"][~is_rel], self.dependency_head_name,
+                    select_rows(cached, ~is_rel),
                 )
                 logging_output.update(dep_loss=dep.data, words=words, heads_correct=correct)
                 if words:

@@ -36,7 +36,9 @@ def predict_answers(start_logits, end_logits, sample, max_answer_len):
 class SpanQACriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         tokens = sample["net_input"]["src_tokens"]
-        logits, _ = model(tokens, classification_head_name=self.task.cfg.head_name)
+        logits, _ = model(
+            tokens, classification_head_name=self.task.cfg.head_name, cached_features=sample["net_input"].get("cached_features")
+        )
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         positions = sample["positions"]
         answered = positions[:, 0] != IGNORE_INDEX

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 from ..errors import KAdapterError
+from ..third_party_logging import quiet_root_logging
 from .text_files import write_lines
 
 _REPLACED = re.compile(r"\] (?P<file>\S+): (?P<sents>\d+) sents, (?P<tokens>\d+) tokens, (?P<pct>[\d.e+-]+)% replaced")
@@ -72,9 +73,48 @@ def binarize_lines(lines_by_split, dest_dir, dict_path, workers=1):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class PieceFiles:
+    """Piece lines written split by split as examples stream in, binarized at the end.
+
+    The streaming twin of ``binarize_lines``: nothing is held in memory, and fairseq's
+    preprocessing reads the files by byte ranges, so memory stays flat as the input grows.
+    Use as a context manager; the temporary directory beside ``dest_dir`` is always removed.
+    """
+
+    def __init__(self, dest_dir, splits):
+        self.dest_dir = dest_dir
+        parent = os.path.dirname(os.path.abspath(dest_dir))
+        os.makedirs(parent, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="pieces.", dir=parent)
+        self.paths = {split: os.path.join(self.tmp, f"{split}.pieces") for split in splits}
+        self.files = {split: open(path, "w", encoding="utf-8") for split, path in self.paths.items()}
+
+    def write(self, split, line):
+        self.files[split].write(line + "\n")
+
+    def binarize(self, dict_path, workers=1, splits=None):
+        """Binarize ``splits`` (default: all) into ``dest_dir``; returns ``binarize``'s statistics."""
+        self._close()
+        chosen = {s: p for s, p in self.paths.items() if splits is None or s in splits}
+        return binarize(chosen, self.dest_dir, dict_path, workers)
+
+    def _close(self):
+        for f in self.files.values():
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def _preprocess(splits, dest_dir, dict_path, workers):
     from fairseq import options
-    from fairseq_cli import preprocess
+
+    with quiet_root_logging():  # its import runs basicConfig(stream=sys.stdout, level=INFO)
+        from fairseq_cli import preprocess
 
     argv = ["--only-source", "--srcdict", dict_path, "--destdir", dest_dir, "--workers", str(workers), "--dataset-impl", "mmap"]
     for split, path in splits.items():
@@ -82,13 +122,19 @@ def _preprocess(splits, dest_dir, dict_path, workers):
     args = options.get_preprocessing_parser().parse_args(argv)
     capture = _Capture()
     plog = logging.getLogger("fairseq_cli.preprocess")
-    before = list(plog.handlers)
+    before, level, propagate = list(plog.handlers), plog.level, plog.propagate
     plog.addHandler(capture)
+    # its INFO records (the argument Namespace, dictionary sizes) reach only the capture and
+    # preprocess.log in dest_dir, not the console; the converter prints its own summary
+    plog.setLevel(logging.INFO)
+    plog.propagate = False
     try:
         preprocess.main(args)
     except Exception as e:  # fairseq raises bare asserts / FileExistsError here
         raise KAdapterError(f"binarizing into {dest_dir} failed: {type(e).__name__}: {e}") from e
     finally:
+        plog.setLevel(level)
+        plog.propagate = propagate
         for h in plog.handlers[:]:
             if h not in before:  # preprocess.main adds a file handler per call
                 plog.removeHandler(h)

@@ -11,7 +11,8 @@ import contextlib
 import logging
 import os
 from argparse import Namespace
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Dict, Optional
 
 import torch
@@ -94,14 +95,27 @@ def apply_arch_defaults(cfg):
     if name not in ARCH_DEFAULTS:
         return
     defaults = {f.name: f.default for f in fields(RobertaKAdapterConfig)}
+    if isinstance(cfg, dict):
+        # a dict written in Python names only what it changes: the rest is the dataclass default
+        for key, value in defaults.items():
+            if not key.startswith("_") and value is not MISSING:
+                cfg.setdefault(key, value)
     with open_dict(cfg) if OmegaConf.is_config(cfg) else contextlib.nullcontext():
         for key, value in ARCH_DEFAULTS[name].items():
             if _value(cfg, key) == defaults[key]:
-                setattr(cfg, key, value)
+                _set_value(cfg, key, value)
 
 
 def _value(cfg, name):
     return cfg[name] if isinstance(cfg, dict) else getattr(cfg, name)
+
+
+def _set_value(cfg, name, value):
+    # plain dicts (models built from Python without OmegaConf) have no attributes to set
+    if isinstance(cfg, dict):
+        cfg[name] = value
+    else:
+        setattr(cfg, name, value)
 
 
 def parse_adapter_paths(spec: str) -> Dict[str, str]:
@@ -153,7 +167,9 @@ def load_base_checkpoint(path):
 
 @register_model("roberta_kadapter", dataclass=RobertaKAdapterConfig)
 class RobertaKAdapterModel(FairseqEncoderModel):
-    def __init__(self, cfg, encoder: RobertaEncoder, base_fingerprint: Optional[dict] = None):
+    def __init__(self, cfg, encoder: RobertaEncoder, base_fingerprint: Optional[dict] = None, adapter_states: Optional[dict] = None):
+        """``adapter_states``: ``{name: contents of its adapter file}`` already read by the caller
+        (the hub reads each file once and also takes heads from it); other adapters are read here."""
         super().__init__(encoder)
         self.cfg = cfg
         self.hidden_dim = encoder.args.encoder_embed_dim
@@ -174,7 +190,7 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         loaded = {}
         for name in names:
             if name in paths:
-                arch, sd, file_state = self._read_adapter(name, paths[name])
+                arch, sd, file_state = self._read_adapter(name, paths[name], (adapter_states or {}).get(name))
                 loaded[name] = (sd, file_state)
             else:
                 arch = self.default_adapter_arch(cfg, self.hidden_dim)
@@ -215,7 +231,7 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         return cls.from_base(cfg, task.source_dictionary)
 
     @classmethod
-    def from_base(cls, cfg, dictionary):
+    def from_base(cls, cfg, dictionary, adapter_states=None):
         """Build around the base named by ``cfg.roberta_path``, whose vocabulary must be ``dictionary``."""
         path = resolve_base_path(_value(cfg, "roberta_path"), _value(cfg, "roberta_checkpoint"))
         base_args, encoder_sd = load_base_checkpoint(path)
@@ -236,14 +252,15 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             "dictionary": ku.fingerprint_dictionary(dictionary),
             "summary": f"{encoder.args.encoder_layers} layers, H={encoder.args.encoder_embed_dim}, vocab {len(dictionary)}",
         }
-        return cls(cfg, encoder, fp)
+        return cls(cfg, encoder, fp, adapter_states)
 
     # ------------------------------------------------------------------------------------------
     # adapter files
 
-    def _read_adapter_file(self, path):
-        """An adapter checkpoint, refused when it was trained on another base."""
-        state = ku.load_adapter_file(path)
+    def _read_adapter_file(self, path, state=None):
+        """An adapter checkpoint (read now unless ``state`` holds it), refused when it was trained on another base."""
+        if state is None:
+            state = ku.load_adapter_file(path)
         if not ku.same_base(state.get("base_fingerprint"), self.base_fingerprint):
             raise CheckpointError(
                 f"adapter checkpoint {path} was trained on a different base model: it expects base "
@@ -251,8 +268,8 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             )
         return state
 
-    def _read_adapter(self, name, path):
-        state = self._read_adapter_file(path)
+    def _read_adapter(self, name, path, state=None):
+        state = self._read_adapter_file(path, state)
         adapters = state["adapters"]
         if name in adapters:
             arch, sd = adapters[name]
@@ -297,9 +314,10 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             base_fingerprint=self.base_fingerprint,
         )
 
-    def load_adapters(self, path, names=None, load_fusion=True, load_heads=True):
-        """Load weights of adapters (and, when present, fusion and heads) from an adapter checkpoint."""
-        state = self._read_adapter_file(path)
+    def load_adapters(self, path, names=None, load_fusion=True, load_heads=True, state=None):
+        """Load weights of adapters (and, when present, fusion and heads) from an adapter checkpoint
+        (``state``: its contents when the caller has read it already)."""
+        state = self._read_adapter_file(path, state)
         for name, (arch, sd) in state["adapters"].items():
             if names is not None and name not in names:
                 continue
@@ -364,19 +382,89 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             )
         return super().half()
 
-    def extract_features(self, src_tokens, **unused):
-        """One pass of the base serves every adapter. Returns (fused B×T×H, extra)."""
+    def extract_features(self, src_tokens, cached_features=None, **unused):
+        """One pass of the base serves every adapter. Returns (fused B×T×H, extra).
+
+        ``cached_features`` (see ``compute_cacheable_features``) replaces what the
+        frozen part would compute: the base forward in the knowledge phase, the base
+        and the adapters in the efficient phase. Anything that is not a mapping
+        (``None``, or a cache's marker for rows still to fill) means "compute"."""
         padding_mask = src_tokens.eq(self.padding_idx)
-        frozen = contextlib.nullcontext() if self.base_trains else torch.no_grad()
-        with frozen:
-            last, base_extra = self.encoder.extract_features(src_tokens, return_all_hiddens=len(self.adapters) > 0)
-        inner = base_extra["inner_states"]
-        adapter_out = {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}
+        if isinstance(cached_features, Mapping):
+            last, adapter_out, inner = self._from_cached_features(src_tokens, padding_mask, cached_features)
+        else:
+            frozen = contextlib.nullcontext() if self.base_trains else torch.no_grad()
+            with frozen:
+                last, base_extra = self.encoder.extract_features(src_tokens, return_all_hiddens=len(self.adapters) > 0)
+            inner = base_extra["inner_states"]
+            adapter_out = {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}
         fused = self.fusion(last, adapter_out)
         return fused, {"base": last, "adapters": adapter_out, "padding_mask": padding_mask, "inner_states": inner}
 
-    def forward(self, src_tokens, features_only=False, classification_head_name=None, positions=None, masked_tokens=None, **unused):
-        features, extra = self.extract_features(src_tokens)
+    def cacheable_plug_layers(self):
+        """The base hidden states any adapter reads (0 = embedding output), sorted."""
+        return sorted({p for adapter in self.adapters.values() for p in adapter.cfg.plug_layers})
+
+    def compute_cacheable_features(self, src_tokens):
+        """What the frozen part computes for this batch, each B×T×H, padded like ``src_tokens``.
+
+        knowledge phase: ``{"states": {plug: ...}, "last": ...}`` (the base at every
+        adapter's plug-in points, and its last layer); efficient phase:
+        ``{"adapters": {name: ...}, "last": ...}``. Passing the result back as
+        ``cached_features`` gives exactly the computed path's outputs."""
+        if self.base_trains:
+            raise ConfigError(
+                f"model.train_phase={_value(self.cfg, 'train_phase')} trains the base, so its features cannot be cached "
+                "(the feature cache needs train_phase=knowledge or efficient)"
+            )
+        with torch.no_grad():
+            last, base_extra = self.encoder.extract_features(src_tokens, return_all_hiddens=len(self.adapters) > 0)
+            if self.adapters_train:
+                inner = base_extra["inner_states"]
+                return {"states": {p: inner[p].transpose(0, 1) for p in self.cacheable_plug_layers()}, "last": last}
+            padding_mask = src_tokens.eq(self.padding_idx)
+            inner = base_extra["inner_states"]
+            return {
+                "adapters": {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()},
+                "last": last,
+            }
+
+    def _from_cached_features(self, src_tokens, padding_mask, cached):
+        if self.base_trains:
+            raise ConfigError(
+                f"cached features were given but model.train_phase={_value(self.cfg, 'train_phase')} trains the base"
+            )
+        dtype = self.encoder.sentence_encoder.embed_tokens.weight.dtype
+        shape = (*src_tokens.shape, self.hidden_dim)
+
+        def take(t, what):
+            if tuple(t.shape) != shape:
+                raise ConfigError(f"cached features ({what}) have shape {tuple(t.shape)}, the batch needs {shape}")
+            return t.to(device=src_tokens.device, dtype=dtype)
+
+        last = take(cached["last"], "last layer")
+        if "adapters" in cached:
+            missing = [n for n in self.adapters if n not in cached["adapters"]]
+            if missing:
+                raise ConfigError(f"cached features lack the outputs of adapters {missing}")
+            return last, {name: take(cached["adapters"][name], f"adapter {name}") for name in self.adapters}, None
+        states = cached.get("states", {})
+        missing = [p for p in self.cacheable_plug_layers() if p not in states]
+        if missing:
+            raise ConfigError(f"cached features lack the base states at plug-in points {missing}")
+        # the adapters read T×B×H, as the base's inner_states; contiguous, so the adapters see the layout they
+        # would see uncached (bit-equal results in fp32)
+        inner = [None] * (self.num_base_layers + 1)
+        for p, t in states.items():
+            inner[int(p)] = take(t, f"state {p}").transpose(0, 1).contiguous()
+        if inner[0] is None:  # an adapter takes only the shape of slot 0 (its zero start) when 0 is not plugged
+            inner[0] = last.transpose(0, 1)
+        adapter_out = {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}
+        return last, adapter_out, inner
+
+    def forward(self, src_tokens, features_only=False, classification_head_name=None, positions=None, masked_tokens=None,
+                cached_features=None, **unused):
+        features, extra = self.extract_features(src_tokens, cached_features=cached_features)
         if classification_head_name is not None:
             if classification_head_name not in self.heads:
                 raise ConfigError(f"no head named {classification_head_name!r}; registered: {list(self.heads)}")

@@ -5,12 +5,17 @@
 - binarized sources with ``<s>`` prepended: fairseq-preprocess writes
   ``pieces </s>`` and RoBERTa reads its features at ``<s>``;
 - ``build_model``: fairseq's, then the task's heads (``register_heads``);
+- the base-feature cache (``task.feature_cache``, ``data/feature_cache.py``):
+  every source gets a ``net_input["cached_features"]`` dataset, the cache is
+  opened once the model exists (``get_batch_iterator``) and filled by
+  ``train_step``/``valid_step`` in the main process;
 - adapter-only checkpoints: after every fairseq checkpoint save (``post_save``,
   which fairseq calls on the saving rank only, so under DDP the files are
   written once) each trained adapter goes to ``<save_dir>/adapters/<name>.pt``
   with ``model.save_adapters``, for the tasks whose config has
   ``save_adapters`` set.
 """
+import atexit
 import logging
 import os
 from typing import List, Optional
@@ -31,6 +36,7 @@ from fairseq.data import (
 from fairseq.tasks import FairseqTask
 
 from ..data.dictionary import load_roberta_dictionary
+from ..data.feature_cache import FeatureCache, FeatureCacheConfig, check_model  # noqa: F401  (configs inherit it)
 from ..data.labels import LabelVocabulary
 from ..errors import ConfigError, KAdapterError
 
@@ -87,14 +93,18 @@ def pad_batch(rows, pad):
     return torch.cat([F.pad(r.view(-1, r.size(-1)), (0, width - r.size(-1)), value=pad) for r in rows], dim=0)
 
 
-def source_inputs(src, dictionary: Dictionary) -> dict:
-    """The items of a ``NestedDictionaryDataset`` that every task's batches carry."""
+def source_inputs(src, dictionary: Dictionary, cached_features=None) -> dict:
+    """The items of a ``NestedDictionaryDataset`` that every task's batches carry
+    (``cached_features``: the source's ``KAdapterTask.cached_features`` dataset, if any)."""
+    net_input = {
+        "src_tokens": RightPadDataset(src, pad_idx=dictionary.pad()),
+        "src_lengths": NumelDataset(src, reduce=False),
+    }
+    if cached_features is not None:
+        net_input["cached_features"] = cached_features
     return {
         "id": IdDataset(),
-        "net_input": {
-            "src_tokens": RightPadDataset(src, pad_idx=dictionary.pad()),
-            "src_lengths": NumelDataset(src, reduce=False),
-        },
+        "net_input": net_input,
         "nsentences": NumSamplesDataset(),
         "ntokens": NumelDataset(src, reduce=True),
     }
@@ -112,6 +122,46 @@ class KAdapterTask(FairseqTask):
     def __init__(self, cfg, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
+        self.feature_cache = None
+        if getattr(cfg, "feature_cache", ""):
+            self.feature_cache = FeatureCache(cfg.feature_cache, cfg.feature_cache_dtype)
+            atexit.register(self.feature_cache.commit)  # a clean exit keeps what it filled; a kill drops it
+
+    # ------------------------------------------------------------------------------------------
+    # base-feature cache
+
+    def cached_features(self, name: str, data_dir: str, subdir: str, split: str, src):
+        """The ``cached_features`` dataset of one binarized source (None when the cache is off)."""
+        if self.feature_cache is None:
+            return None
+        prefix = os.path.join(data_dir, subdir, split)
+        return self.feature_cache.dataset(name, prefix, src.sizes)
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        # the model exists (and its checkpoint is loaded) by the time fairseq asks for batches
+        if self.feature_cache is not None and self._export_model is not None:
+            self.feature_cache.open(self._export_model)
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        if self.feature_cache is not None:
+            self.feature_cache.fill(sample, model)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
+
+    def valid_step(self, sample, model, criterion, **kwargs):
+        if self.feature_cache is not None:
+            self.feature_cache.fill(sample, model)
+        return super().valid_step(sample, model, criterion, **kwargs)
+
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        if self.feature_cache is not None:
+            self.feature_cache.commit()
+
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        if self.feature_cache is not None:
+            self.feature_cache.commit()
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -132,6 +182,8 @@ class KAdapterTask(FairseqTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         self.register_heads(model)
+        if self.feature_cache is not None:
+            check_model(model)
         self._export_model = model  # post_save has no model argument
         return model
 

@@ -17,7 +17,6 @@ from typing import List
 import numpy as np
 import torch
 from fairseq.data import IdDataset, NestedDictionaryDataset, NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
@@ -25,7 +24,8 @@ from ..errors import ConfigError, DataError
 from ..predict import max_len_for, register_predictor, require_task
 from ..scoring.qa import COSMOSQA_CHOICES as NUM_CHOICES
 from ..scoring.qa import CosmosQARecord, read_cosmosqa
-from .base import KAdapterTask, load_source, pad_batch, pieces_to_tokens
+from ..data.feature_cache import concat_rows
+from .base import FeatureCacheConfig, KAdapterTask, load_source, pad_batch, pieces_to_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def read_int_lines(path, what, low=None, high=None) -> List[int]:
 
 
 @dataclass
-class CosmosQAConfig(FairseqDataclass):
+class CosmosQAConfig(FeatureCacheConfig):
     data: str = field(default=MISSING, metadata={"help": "binarized data directory (data_prep.cosmosqa output)"})
     num_choices: int = field(default=NUM_CHOICES, metadata={"help": "answer choices per question"})
     max_positions: int = field(default=512, metadata={"help": "longest sequence the model accepts"})
@@ -116,6 +116,9 @@ class CosmosQATask(KAdapterTask):
                 "src_tokens": RightPadDataset(choice, pad_idx=self.dictionary.pad()),
                 "src_lengths": NumelDataset(choice, reduce=False),
             }
+            cached = self.cached_features(f"{split}.input{k}", self.cfg.data, f"input{k}", split, choice)
+            if cached is not None:
+                items[f"net_input{k + 1}"]["cached_features"] = cached
         label_path = os.path.join(self.cfg.data, f"{split}.label")
         if os.path.isfile(label_path):
             labels = read_int_lines(label_path, "label", 0, self.cfg.num_choices)
@@ -132,10 +135,12 @@ class CosmosQATask(KAdapterTask):
     def register_heads(self, model):
         model.register_kadapter_head(self.cfg.head_name, "sentence", num_classes=1)
 
-    def score_choices(self, model, choices):
-        """B×C scores from C tensors of B×T tokens (one per choice), in one forward pass."""
+    def score_choices(self, model, choices, cached_features=None):
+        """B×C scores from C tensors of B×T tokens (one per choice), in one forward pass
+        (``cached_features``: the choices' cached features, one mapping per choice)."""
         tokens = pad_batch(choices, self.dictionary.pad())
-        logits, _ = model(tokens, classification_head_name=self.cfg.head_name)
+        cached = concat_rows(cached_features, tokens.size(1)) if cached_features else None
+        logits, _ = model(tokens, classification_head_name=self.cfg.head_name, cached_features=cached)
         return logits.view(len(choices), -1).t()
 
 

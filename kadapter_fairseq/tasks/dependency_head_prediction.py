@@ -17,20 +17,19 @@ from typing import List
 
 import numpy as np
 from fairseq.data import Dictionary, NestedDictionaryDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.datasets import RawIntListDataset, check_count, load_int_lists
 from ..data.encoding import IGNORE_INDEX
 from ..errors import DataError
-from .base import KAdapterTask, load_source, source_inputs
+from .base import FeatureCacheConfig, KAdapterTask, load_source, source_inputs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DependencyHeadPredictionConfig(FairseqDataclass):
+class DependencyHeadPredictionConfig(FeatureCacheConfig):
     data: str = field(default=MISSING, metadata={"help": "data directory written by data_prep.conllu / data_prep.spacy_parse"})
     max_len: int = field(default=64, metadata={"help": "pointer classes = longest sequence, <s> and </s> included"})
     head_name: str = field(default="dependency", metadata={"help": "name of the pointer head"})
@@ -63,8 +62,8 @@ def load_dependency_split(data_dir: str, split: str, dictionary: Dictionary, num
     return src, load_head_targets(data_dir, split, src.sizes, num_classes)
 
 
-def dependency_dataset(src, heads, dictionary):
-    defn = source_inputs(src, dictionary)
+def dependency_dataset(src, heads, dictionary, cached_features=None):
+    defn = source_inputs(src, dictionary, cached_features)
     defn["target"] = RawIntListDataset(heads, pad=IGNORE_INDEX)
     return NestedDictionaryDataset(defn, sizes=[src.sizes])
 
@@ -73,7 +72,7 @@ def dependency_dataset(src, heads, dictionary):
 class DependencyHeadPredictionTask(KAdapterTask):
     def load_dataset(self, split, combine=False, **kwargs):
         src, heads = load_dependency_split(self.cfg.data, split, self.dictionary, self.cfg.max_len)
-        dataset = dependency_dataset(src, heads, self.dictionary)
+        dataset = dependency_dataset(src, heads, self.dictionary, self.cached_features(split, self.cfg.data, "input0", split, src))
         dataset = self.shuffled(dataset, len(src))
         logger.info(f"loaded {len(src)} sentences from {self.cfg.data} ({split})")
         self.datasets[split] = dataset

@@ -11,19 +11,18 @@ from dataclasses import dataclass, field
 from typing import List
 
 from fairseq.data import NestedDictionaryDataset, RawLabelDataset
-from fairseq.dataclass import FairseqDataclass
 from omegaconf import II, MISSING
 
 from ..data.datasets import check_count
 from ..data.text_files import load_raw_lines
 from ..errors import DataError
-from .base import LabelledTask, load_source, source_inputs
+from .base import FeatureCacheConfig, LabelledTask, load_source, source_inputs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class MarkedClassificationConfig(FairseqDataclass):
+class MarkedClassificationConfig(FeatureCacheConfig):
     data: str = field(default=MISSING, metadata={"help": "binarized data directory (data_prep output)"})
     max_positions: int = field(default=512, metadata={"help": "longest sequence accepted, <s> and </s> included"})
     classification_head_name: str = field(default="", metadata={"help": "head name (default: the task's name)"})
@@ -68,7 +67,12 @@ class MarkedClassificationTask(LabelledTask):
 
     def head_logits(self, model, net_input):
         """The head's logits for a batch: one row per example, read at its marker positions."""
-        logits, _ = model(net_input["src_tokens"], positions=net_input["positions"], classification_head_name=self.head_name)
+        logits, _ = model(
+            net_input["src_tokens"],
+            positions=net_input["positions"],
+            classification_head_name=self.head_name,
+            cached_features=net_input.get("cached_features"),
+        )
         return logits
 
     def load_dataset(self, split, combine=False, **kwargs):
@@ -78,7 +82,7 @@ class MarkedClassificationTask(LabelledTask):
         positions = parse_positions(read_side_lines(pos_path, n), pos_path, src_tokens.sizes, self.NUM_POSITIONS)
         label_path = os.path.join(self.cfg.data, f"{split}.label")
         targets = self.build_targets(read_side_lines(label_path, n), label_path)
-        defn = source_inputs(src_tokens, self.dictionary)
+        defn = source_inputs(src_tokens, self.dictionary, self.cached_features(split, self.cfg.data, "input0", split, src_tokens))
         defn["net_input"]["positions"] = RawLabelDataset(positions)  # fixed count per example: stacks to B x k
         defn["target"] = RawLabelDataset(targets)
         dataset = NestedDictionaryDataset(defn, sizes=[src_tokens.sizes])

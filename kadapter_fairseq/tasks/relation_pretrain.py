@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, field
 
 from fairseq.data import ConcatDataset, NestedDictionaryDataset, RawLabelDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
@@ -31,7 +30,7 @@ from ..data.text_files import load_raw_lines
 from ..data.encoding import IGNORE_INDEX
 from ..data.labels import LabelVocabulary
 from ..errors import DataError
-from .base import LabelledTask, check_same_dictionary, load_source, source_inputs
+from .base import FeatureCacheConfig, LabelledTask, check_same_dictionary, load_source, source_inputs
 from .dependency_head_prediction import load_dependency_split
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ NUM_POSITIONS = 2  # first "@", first "#"
 
 
 @dataclass
-class RelationPretrainConfig(FairseqDataclass):
+class RelationPretrainConfig(FeatureCacheConfig):
     data: str = field(default=MISSING, metadata={"help": "data directory written by data_prep.trex / data_prep.fewrel"})
     head_name: str = field(default="relation", metadata={"help": "name of the relation head"})
     max_positions: int = field(default=512, metadata={"help": "longest sequence accepted, <s> and </s> included"})
@@ -90,7 +89,7 @@ class RelationPretrainTask(LabelledTask):
 
     def load_dataset(self, split, combine=False, **kwargs):
         src, positions, targets = load_relation_split(self.cfg.data, split, self.dictionary, self.labels)
-        defn = source_inputs(src, self.dictionary)
+        defn = source_inputs(src, self.dictionary, self.cached_features(split, self.cfg.data, "input0", split, src))
         defn["positions"] = RawIntListDataset(positions, pad=0)
         defn["target"] = RawLabelDataset(targets)
         if self.multitask:
@@ -100,7 +99,8 @@ class RelationPretrainTask(LabelledTask):
         n_rel, sizes = len(src), src.sizes
         if self.multitask:
             dep_src, heads = load_dependency_split(self.cfg.dependency_data, split, self.dictionary, self.cfg.dependency_max_len)
-            dep = source_inputs(dep_src, self.dictionary)
+            dep_cache = self.cached_features(f"dependency-{split}", self.cfg.dependency_data, "input0", split, dep_src)
+            dep = source_inputs(dep_src, self.dictionary, dep_cache)
             dep["positions"] = RawIntListDataset([[0] * NUM_POSITIONS] * len(dep_src), pad=0)
             dep["target"] = RawLabelDataset([IGNORE_INDEX] * len(dep_src))
             dep["dep_target"] = RawIntListDataset(heads, pad=IGNORE_INDEX)

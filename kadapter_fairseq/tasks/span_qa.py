@@ -29,7 +29,6 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from fairseq.data import FairseqDataset, NestedDictionaryDataset, RawLabelDataset, data_utils
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
@@ -37,7 +36,7 @@ from ..data.encoding import IGNORE_INDEX, WordEncoder, fit_window
 from ..errors import ConfigError, DataError
 from ..scoring.qa import answer_tokens, read_span_qa
 from ..predict import max_len_for, register_predictor, require_task
-from .base import KAdapterTask, load_source, pad_batch, pieces_to_tokens, source_inputs
+from .base import FeatureCacheConfig, KAdapterTask, load_source, pad_batch, pieces_to_tokens, source_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +264,7 @@ def read_positions(path, num_pairs):
 
 
 @dataclass
-class SpanQAConfig(FairseqDataclass):
+class SpanQAConfig(FeatureCacheConfig):
     data: str = field(default=MISSING, metadata={"help": "binarized data directory (data_prep.span_qa output)"})
     max_positions: int = field(default=512, metadata={"help": "longest sequence the model accepts"})
     max_answer_len: int = field(default=30, metadata={"help": "longest predicted answer, in pieces"})
@@ -284,7 +283,7 @@ class SpanQATask(KAdapterTask):
         if len(meta) != len(tokens):
             raise DataError(os.path.join(data, f"{split}.pairs.jsonl"), None, f"{len(meta)} pairs, input0/{split} has {len(tokens)}")
         positions = read_positions(os.path.join(data, f"{split}.positions"), len(tokens))
-        defn = source_inputs(tokens, self.dictionary)
+        defn = source_inputs(tokens, self.dictionary, self.cached_features(split, data, "input0", split, tokens))
         defn["positions"] = RawLabelDataset(positions)
         pairs = NestedDictionaryDataset(defn, sizes=[tokens.sizes])
         by_question = {}

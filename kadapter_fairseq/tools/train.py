@@ -4,11 +4,13 @@ fairseq-hydra-train composes its config before it imports ``common.user_dir``,
 so configs for user components must be written inline. Importing the package
 first registers the tasks, models and criterions, which makes defaults lists and
 typed overrides work. It also checks the composed config with
-``runtime_checks.check_runtime`` (fp16/amp/several processes without CUDA).
+``runtime_checks.check_runtime`` (fp16/amp without CUDA). Several processes on CPU
+(``distributed_training.distributed_world_size=N common.cpu=true``, or under
+torchrun) go through ``distributed.py``: see docs/distributed.md.
 """
 import sys
 
-from ..errors import ConfigError
+from ..errors import ConfigError, KAdapterError
 from ..runtime_checks import check_runtime
 
 
@@ -21,9 +23,9 @@ def main():
     def checked(cfg, **kwargs):
         try:
             check_runtime(cfg)
-        except ConfigError as e:
+            return original(cfg, **kwargs)
+        except KAdapterError as e:  # the project's own errors (stale cache, bad base, ...) as one line
             sys.exit(f"kadapter-train: {e}")
-        return original(cfg, **kwargs)
 
     hydra_train._hydra_main = checked
     hydra_train.cli_main()

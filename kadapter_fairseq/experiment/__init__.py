@@ -1,0 +1,1 @@
+"""Experiments: config-driven, seeded grids of runs (``kadapter-experiment``); see docs/experiments.md."""
