@@ -569,7 +569,9 @@ def compose_raw(path: str, overrides: List[str]) -> dict:
     config_dir = os.path.dirname(os.path.abspath(path))
     name = os.path.splitext(os.path.basename(path))[0]
     try:
-        with initialize_config_dir(config_dir=config_dir, version_base=None, job_name="kadapter-experiment"):
+        # version_base 1.1: hydra keeps its version base process-wide, and fairseq's own Namespace->config
+        # conversion (hydra.experimental.initialize) refuses to run once it is 1.2 or later
+        with initialize_config_dir(config_dir=config_dir, version_base="1.1", job_name="kadapter-experiment"):
             # `++key=value` sets a key whether or not the file has it: every key is checked by validate(),
             # which names an unknown (mistyped) one, so hydra's "+ to append" distinction is not needed here
             cfg = compose(config_name=name, overrides=[o if o.startswith(("+", "~")) else "++" + o for o in overrides])

@@ -6,13 +6,11 @@ not assume equal variances and uses the seed counts, so three noisy seeds need a
 many tight seeds need a smaller one. With fewer than two seeds on either side there is no noise
 estimate and no verdict.
 
-``bootstrap_diff_ci`` is for studies that keep per-example predictions: it resamples test
-examples (the same resample for both variants and every seed), so its interval covers the
-test-set sampling noise, averaged over seeds.
+Intervals over test examples (for studies that keep per-example predictions) are
+``study.bootstrap_diff``.
 """
 import math
-import random
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 ALPHA = 0.05
 RULE = (f"Welch's two-sided t-test over the per-seed scores, p < {ALPHA:g} (needs at least 2 seeds per variant)")
@@ -91,37 +89,3 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict:
     if test is not None:
         out.update(t=test[0], df=test[1], p=test[2], exceeds_noise=test[2] < ALPHA)
     return out
-
-
-def bootstrap_diff_ci(gold: Sequence, preds_a_by_seed: List[Sequence], preds_b_by_seed: List[Sequence],
-                      metric_fn: Callable[[Sequence, Sequence], float], n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> Tuple[float, float, float]:
-    """``(difference, low, high)``: metric(A) - metric(B), each averaged over its seeds, and its
-    percentile interval over ``n_boot`` resamples of the test examples (one resample shared by both
-    variants and all seeds, so the comparison stays paired)."""
-    n = len(gold)
-    for preds in list(preds_a_by_seed) + list(preds_b_by_seed):
-        if len(preds) != n:
-            raise ValueError(f"a prediction list has {len(preds)} entries for {n} gold examples")
-    if not preds_a_by_seed or not preds_b_by_seed:
-        raise ValueError("need predictions of at least one seed for each variant")
-
-    def diff(idx):
-        g = [gold[i] for i in idx]
-        a = mean([metric_fn(g, [p[i] for i in idx]) for p in preds_a_by_seed])
-        b = mean([metric_fn(g, [p[i] for i in idx]) for p in preds_b_by_seed])
-        return a - b
-
-    point = diff(range(n))
-    rng = random.Random(seed)
-    samples = sorted(diff([rng.randrange(n) for _ in range(n)]) for _ in range(n_boot))
-    lo_q, hi_q = (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
-    return point, _quantile(samples, lo_q), _quantile(samples, hi_q)
-
-
-def _quantile(sorted_values: List[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    pos = q * (len(sorted_values) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

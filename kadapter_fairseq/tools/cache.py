@@ -29,7 +29,9 @@ def compose_config(config_dir: str, config_name: str, overrides):
     from omegaconf import OmegaConf
 
     hydra_init(config_name)
-    with initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base=None):
+    # version_base 1.1: hydra keeps its version base process-wide, and fairseq's own Namespace->config
+    # conversion (hydra.experimental.initialize) refuses to run once it is 1.2 or later
+    with initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base="1.1"):
         cfg = compose(config_name=config_name, overrides=list(overrides))
     add_defaults(cfg)
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
