@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..errors import KAdapterError
+from ..fairseq_compat import compose_train_config, reset_training_state  # noqa: F401  (re-exported)
 
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
@@ -200,55 +201,11 @@ def split_train_args(args: List[str]):
     return config_dir, config_name, overrides
 
 
-def compose_train_config(config_dir: str, config_name: str, overrides: List[str]):
-    """The config ``kadapter-train --config-dir D --config-name N OVERRIDES`` would train with.
-
-    The same composition as fairseq-hydra-train (its structured schema registered under the
-    config's name, then the YAML and the overrides), without touching hydra's global state, so
-    it also works inside a hydra job."""
-    import kadapter_fairseq  # noqa: F401  (registers tasks, models, criterions first)
-    from fairseq.dataclass.initialize import add_defaults, hydra_init
-    from fairseq.dataclass.utils import omegaconf_no_object_check
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf, open_dict
-
-    from ..runtime_checks import check_runtime
-
-    hydra_init(config_name)
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(os.path.abspath(config_dir)))
-    with warnings.catch_warnings():
-        # fairseq-hydra-train's way (a schema stored under the config's name) is what hydra calls deprecated
-        warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema")
-        cfg = loader.load_configuration(config_name=config_name, overrides=list(overrides), run_mode=RunMode.RUN)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    check_runtime(cfg)
-    add_defaults(cfg)
-    with omegaconf_no_object_check():
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    OmegaConf.set_struct(cfg, True)
-    return cfg
-
-
-def reset_fairseq_state():
-    """Forget what an earlier training run in this process left in fairseq's module state."""
-    import fairseq_cli.train as fairseq_train
-    from fairseq import checkpoint_utils, metrics
-
-    for fn, names in ((checkpoint_utils.save_checkpoint, ("best",)), (fairseq_train.should_stop_early, ("best", "num_runs"))):
-        for name in names:
-            if hasattr(fn, name):
-                delattr(fn, name)
-    metrics.reset()
-
-
 def train_in_process(args: List[str]):
     """``kadapter-train ARGS`` in this process (single process: the experiment's runs are CPU or one GPU each)."""
     from fairseq import distributed_utils
     from fairseq_cli.train import main as fairseq_main
 
     cfg = compose_train_config(*split_train_args(args))
-    reset_fairseq_state()
+    reset_training_state()
     distributed_utils.call_main(cfg, fairseq_main)

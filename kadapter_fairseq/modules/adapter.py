@@ -1,4 +1,4 @@
-"""Knowledge adapters (spec §1.1-1.2).
+"""Knowledge adapters (docs/reference/kadapter.md §1.1-1.2).
 
 An adapter is a chain of adapter layers reading the frozen base's hidden states
 at fixed plug-in points. Each layer is down-projection → a few post-LN
@@ -91,7 +91,7 @@ class AdapterLayer(nn.Module):
     def __init__(self, cfg: AdapterArchConfig):
         super().__init__()
         h, d = cfg.hidden_dim, cfg.down_dim
-        # concat input fusion: [h_p ; a_prev] -> H before the layer (spec §1.1 option)
+        # concat input fusion: [h_p ; a_prev] -> H before the layer (docs/reference/kadapter.md §1.1 option)
         self.input_proj = nn.Linear(2 * h, h) if cfg.input_fusion == "concat" else None
         self.down_proj = nn.Linear(h, d)
         tc = _transformer_cfg(cfg)

@@ -1,4 +1,4 @@
-"""Output fusion of the base's last layer with the adapters' outputs (spec §1.3)."""
+"""Output fusion of the base's last layer with the adapters' outputs (docs/reference/kadapter.md §1.3)."""
 from typing import Dict, Sequence
 
 import torch

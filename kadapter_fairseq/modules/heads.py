@@ -1,4 +1,4 @@
-"""Task heads that read the fused B×T×H feature (spec §2-3).
+"""Task heads that read the fused B×T×H feature (docs/reference/kadapter.md §2-3).
 
 Heads are registered by type name, the way fairseq registers models, and are
 attached to a model with ``model.register_kadapter_head(name, type, num_classes)``,
@@ -84,7 +84,7 @@ class SpanPairHead(_ClassifierHead):
 
 @register_kadapter_head_type("dependency")
 class DependencyHead(nn.Module):
-    """Pointer head for dependency heads (spec §2.2): one single-head self-attention
+    """Pointer head for dependency heads (docs/reference/kadapter.md §2.2): one single-head self-attention
     block (output projection, residual, LayerNorm), Linear H→H, dropout, and
     Linear H→max positions. Pointers to padding or past the sequence end are
     masked out, so the argmax is always a real position."""

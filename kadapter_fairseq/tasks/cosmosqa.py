@@ -1,4 +1,4 @@
-"""CosmosQA: four-way multiple choice reading comprehension (spec §3).
+"""CosmosQA: four-way multiple choice reading comprehension (docs/reference/kadapter.md §3).
 
 Each choice is scored on its own, ``<s> context </s> question </s> answer </s>``,
 by a one-output ``sentence`` head at ``<s>``; the four scores go through a

@@ -1,4 +1,4 @@
-"""Entity typing (OpenEntity, FIGER): multi-label typing of an ``@``-marked mention (spec §3).
+"""Entity typing (OpenEntity, FIGER): multi-label typing of an ``@``-marked mention (docs/reference/kadapter.md §3).
 
 The ``span`` head reads the fused feature at the first ``@``; targets are
 multi-hot rows over ``labels.txt``. ``typing_scheme`` picks the decision rule:

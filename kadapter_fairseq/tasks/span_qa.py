@@ -1,4 +1,4 @@
-"""Extractive QA over retrieved paragraphs: SearchQA and Quasar-T (spec §3).
+"""Extractive QA over retrieved paragraphs: SearchQA and Quasar-T (docs/reference/kadapter.md §3).
 
 Every (question, paragraph) pair is one sequence ``<s> question </s> paragraph </s>``;
 the ``span_qa`` head gives start/end logits per token. Training uses the pairs

@@ -1,4 +1,4 @@
-"""TACRED-style relation classification: ``@ subject @`` and ``# object #`` (spec §3).
+"""TACRED-style relation classification: ``@ subject @`` and ``# object #`` (docs/reference/kadapter.md §3).
 
 The ``span_pair`` head concatenates the fused features at the first ``@`` and
 the first ``#``; cross-entropy over ``labels.txt``. ``negative_label`` is the
