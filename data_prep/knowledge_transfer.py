@@ -27,7 +27,7 @@ Relations A are the ``--relations`` relations with the most instances in groups 
 ``--max-group`` (those whose entities can be kept apart), ties by P-id; the rest are B. The rule
 is fixed before any result, so the choice cannot follow the outcome.
 
-    python -m data_prep.knowledge_transfer ../shared/data/fewrel/val_wiki.json
+    python -m data_prep.knowledge_transfer path/to/val_wiki.json     # FewRel 1.0's validation file (required)
 
 Source: FewRel 1.0 (MIT, Copyright (c) 2018 THUNLP); the output is a subset, not an edit.
 """
@@ -46,7 +46,6 @@ from .common import SkipCounter, load_json, run_main, write_lines, write_prep_js
 from .fewrel import _mention_span
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_INPUT = os.path.join(REPO, "..", "shared", "data", "fewrel", "val_wiki.json")
 DEFAULT_OUT = os.path.join(REPO, "examples", "data", "fewrel", "knowledge_transfer")
 PRETRAIN_FILES = {"fac": "pretrain_fac.json", "shuffled": "pretrain_shuffled.json", "offtopic": "pretrain_offtopic.json"}
 DOWNSTREAM_SPLITS = ("train", "valid", "test")
@@ -360,7 +359,8 @@ def sha256_of(path: str) -> str:
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m data_prep.knowledge_transfer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", nargs="?", default=DEFAULT_INPUT, help="FewRel val_wiki.json (default: ../shared/data/fewrel/)")
+    p.add_argument("input", help="FewRel 1.0's val_wiki.json (the validation file of the FewRel release; "
+                                 "its pid2name.json beside it adds relation names)")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: examples/data/fewrel/knowledge_transfer)")
     p.add_argument("--pid2name", help="FewRel pid2name.json, for relation names in prep.json (default: beside the input)")
     p.add_argument("--relations", type=int, default=8, help="number of relations A (default 8; the rest are B)")

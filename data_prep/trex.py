@@ -8,7 +8,7 @@ with a rule-based splitter; where word boundaries are missing words are runs of
 letters/digits or single punctuation marks.
 
 A triple is kept only when both mentions lie in one sentence and start and end
-on word boundaries (spec 2.1). P31 ("instance of") and relations with fewer
+on word boundaries (docs/reference/kadapter.md §2.1). P31 ("instance of") and relations with fewer
 than ``--min-count`` examples are dropped; the rest is split 90/10 by a seeded
 hash of (document, sentence), so all triples of a sentence share a split.
 
@@ -17,7 +17,7 @@ flat as it grows (12 bytes per triple; a JSON-array file is parsed whole, a JSON
 line by line); ``--workers N`` encodes with N processes, with output identical to one worker.
 
 Example:
-    python -m data_prep.trex ../shared/data/trex/rebel_sample.jsonl --roberta-dir roberta.large \\
+    python -m data_prep.trex trex.jsonl --roberta-dir roberta.large \\
         --out data-bin/trex --min-count 50
 """
 import argparse

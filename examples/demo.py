@@ -13,7 +13,8 @@ three seeds. This script only does what the experiment runner does not:
   3. ``kadapter-experiment run examples/experiments/demo.yaml --out demo_output ...``: data_prep,
      the fac and lin adapters and the multitask base (trained once), the 6 x 3 SemEval runs
      (kadapter-train, kadapter-predict, kadapter-score, each echoed), results.json/.md/.png
-  4. check that the base's weights are bit-identical after the adapters' knowledge training
+  4. check that the base's weights are unchanged after the adapters' knowledge training (bit-identical to
+     model.pt in fp32; equal to model.pt cast to bf16 in a bf16 run)
 
 A second run reuses the base and skips every finished run (the runner's own resume logic).
 """
@@ -22,7 +23,6 @@ import csv
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -33,6 +33,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "examples", "data")
 EXPERIMENT = os.path.join(REPO, "examples", "experiments", "demo.yaml")
 BIN = os.path.dirname(sys.executable)
+
+
+def shown(path: str) -> str:
+    from kadapter_fairseq.experiment.commands import shown as runner_shown  # (imports fairseq: only when needed)
+
+    return runner_shown(path)
+
+
+def quote(arg: str) -> str:
+    from kadapter_fairseq.experiment.commands import quote as runner_quote
+
+    return runner_quote(arg)
+
 
 FEWREL = os.path.join(SAMPLES, "fewrel", "fewrel_val_wiki_sample.json")
 SEMEVAL = {split: os.path.join(SAMPLES, "semeval2010_task8", name) for split, name in
@@ -64,18 +77,6 @@ SIZES = {
         ],
     ),
 }
-
-
-def shown(path: str) -> str:
-    """A path as the echoed commands show it: relative to the current directory when inside it."""
-    rel = os.path.relpath(os.path.abspath(path), os.getcwd())
-    return path if rel.startswith("..") else rel
-
-
-def quote(arg: str) -> str:
-    if "'" in arg and not re.search(r'["$`\\]', arg):
-        return f'"{arg}"'
-    return shlex.quote(arg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,24 +164,17 @@ def build_base(text: str, base_dir: str, size: Size) -> dict:
 
 
 def check_base_unchanged(base_model: str, checkpoints: Dict[str, str]) -> Dict[str, dict]:
-    """Compare every base tensor (``encoder.*``) of each adapter run's checkpoint with the base."""
+    """Compare every base tensor (``encoder.*``) of each adapter run's checkpoint with the base cast to
+    that run's precision (bit-identical in fp32; ``kadapter_fairseq/tools/base_check.py``)."""
     import logging
-
-    import torch
 
     logging.getLogger("fairseq").setLevel(logging.WARNING)
     import kadapter_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints hold)
+    from kadapter_fairseq.tools.base_check import base_tensors, check_checkpoint
 
-    base = torch.load(base_model, map_location="cpu")["model"]
-    base = {k: v for k, v in base.items() if k.startswith("encoder.")}
-    out = {}
-    for name, path in checkpoints.items():
-        trained = torch.load(path, map_location="cpu")["model"]
-        missing = [k for k in base if k not in trained]
-        changed = [k for k in base if k in trained and not torch.equal(base[k], trained[k])]
-        out[name] = {"checkpoint": shown(path), "tensors": len(base), "missing": missing, "changed": changed,
-                     "identical": not missing and not changed}
-    return out
+    base = base_tensors(base_model)
+    return {name: {"checkpoint": shown(path), **check_checkpoint(base_model, path, base=base)}
+            for name, path in checkpoints.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,19 +226,22 @@ def main(argv=None):
         return code
 
     print("\nbase weights after the adapters' knowledge training")
-    checkpoints = {n: os.path.join(work, "knowledge", n, "train", "checkpoints", "checkpoint_best.pt") for n in ("fac", "lin")}
+    from kadapter_fairseq.experiment.layout import Layout
+
+    checkpoints = {n: Layout(work).knowledge_checkpoint(n) for n in ("fac", "lin")}
     unchanged = check_base_unchanged(os.path.join(base_dir, "model.pt"), checkpoints)
     for name, check in unchanged.items():
-        verdict = "bit-identical to model.pt" if check["identical"] else \
+        same = "bit-identical to model.pt" if check["precision"] == "fp32" else f"equal to model.pt cast to {check['precision']}"
+        verdict = same if check["identical"] else \
             f"CHANGED: {len(check['changed'])} tensors differ, {len(check['missing'])} missing"
         print(f"  after {name} adapter training: all {check['tensors']} base tensors {verdict}")
-    with open(os.path.join(work, "base_check.json"), "w", encoding="utf-8") as f:
-        json.dump({"base": {"dir": shown(base_dir), "valid_loss_before": build["valid_loss_before"],
-                            "valid_loss_after": build["valid_loss_after"],
-                            "valid_unigram_bits": build.get("valid_unigram_bits"), "request": build["request"]},
-                   "base_unchanged": unchanged, "base_unchanged_ok": all(c["identical"] for c in unchanged.values())},
-                  f, indent=2)
-        f.write("\n")
+    from kadapter_fairseq import atomic
+
+    atomic.write_json(os.path.join(work, "base_check.json"),
+                      {"base": {"dir": shown(base_dir), "valid_loss_before": build["valid_loss_before"],
+                                "valid_loss_after": build["valid_loss_after"],
+                                "valid_unigram_bits": build.get("valid_unigram_bits"), "request": build["request"]},
+                       "base_unchanged": unchanged, "base_unchanged_ok": all(c["identical"] for c in unchanged.values())})
     total = time.time() - started
     print(f"\nbase {base_seconds / 60:.1f} min, total {total / 60:.1f} min; wrote {shown(os.path.join(work, 'base_check.json'))}")
     if not all(c["identical"] for c in unchanged.values()):

@@ -5,20 +5,20 @@
 #                  (python -m kadapter_fairseq.tools.tiny_base tiny_base)
 #   OUT_DIR        where data-bin/ and checkpoints/ go (default: work)
 #   CONFIG_SUFFIX  "" for the authors' settings (GPU), "_cpu" for the small CPU variants (default)
-# Inputs are the samples in ../shared/data; point TREX / CONLLU / TEXT at your own corpora.
+# Inputs: TREX = T-REx documents (JSON arrays as released, or JSON lines; required, none ships here),
+# CONLLU = a CoNLL-U treebank (default: the UD English-EWT sample in examples/data/).
 set -euo pipefail
 BASE=${1:?base directory}
 OUT=${2:-work}
 SUFFIX=${3-_cpu}
-SHARED=${SHARED:-../shared/data}
-TREX=${TREX:-$SHARED/trex/rebel_sample.jsonl}
-CONLLU=${CONLLU:-$SHARED/ud_english_ewt/en_ewt-ud-dev.conllu}
-MIN_COUNT=${MIN_COUNT:-20}   # 50 on full T-REx; the 1000-document sample has few relations that frequent
+TREX=${TREX:?set TREX to a T-REx file (JSON arrays or JSON lines)}
+CONLLU=${CONLLU:-examples/data/ud_english_ewt/en_ewt-ud-dev_sample.conllu}
+MIN_COUNT=${MIN_COUNT:-20}   # 50 on full T-REx; a sample of ~1000 documents has few relations that frequent
 PY=${PY:-python}
 
 # 1. factual knowledge: T-REx -> relation examples (@ subject @, # object #) -> binarized
 $PY -m data_prep.trex "$TREX" --roberta-dir "$BASE" --out "$OUT/data-bin/trex" --min-count "$MIN_COUNT"
-# (FewRel instead: python -m data_prep.fewrel $SHARED/fewrel/val_wiki.json --roberta-dir $BASE --out $OUT/data-bin/fewrel)
+# (FewRel instead: python -m data_prep.fewrel val_wiki.json --roberta-dir $BASE --out $OUT/data-bin/fewrel)
 
 # 2. linguistic knowledge: CoNLL-U gold trees -> head pointers -> binarized
 $PY -m data_prep.conllu "$CONLLU" --roberta-dir "$BASE" --out "$OUT/data-bin/heads"

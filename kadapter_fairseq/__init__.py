@@ -2,20 +2,20 @@
 
 Importing the package registers the ``roberta_kadapter`` model and its
 architectures, the tasks and the criterions with fairseq (this is what
-``--user-dir kadapter_fairseq`` and ``common.user_dir`` do).
+``--user-dir kadapter_fairseq`` and ``common.user_dir`` do), and puts the package's
+patches of fairseq in place (``fairseq_compat``: CPU data-parallel training, atomic
+checkpoint copies, multi-process resume), raising ``FairseqCompatError`` if one no
+longer reaches fairseq's code. It checks no command line and never ends the process.
 """
 from .third_party_logging import import_fairseq_quietly
 
 import_fairseq_quietly()  # first: importing fairseq would otherwise configure the root logger at DEBUG
 
-from .checkpoint_utils import install_atomic_checkpoint_copies, install_safe_globals
-from .distributed import install as install_distributed
-from .runtime_checks import check_current_command
+from . import fairseq_compat  # noqa: E402
+from .checkpoint_utils import install_safe_globals  # noqa: E402
 
 install_safe_globals()
-install_atomic_checkpoint_copies()
-install_distributed()  # CPU data-parallel runs through fairseq's launcher (see distributed.py)
-check_current_command()
+fairseq_compat.install()  # every patch of fairseq, each checked to still reach its call sites
 
 from . import models  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401

@@ -9,64 +9,36 @@
   fingerprint of the base they were trained on.
 """
 import argparse
-import contextlib
 import hashlib
 import os
 import pickle
 import re
-import shutil
 import zipfile
 from typing import Dict, Optional
 
 import torch
 
+from . import atomic
 from .errors import CheckpointError
 
 ADAPTER_FILE_FORMAT = "kadapter-fairseq/adapters"
 ADAPTER_FILE_VERSION = 1
-TMP_SUFFIX = ".tmp"  # unfinished writes; never loaded
+# what atomic.py names an unfinished write of TARGET: TARGET.<pid>.tmp, TARGET-without-ext.<pid>.tmp.<ext>
+# (and TARGET.tmp, from versions before it)
+_TMP = re.escape(atomic.TMP_SUFFIX)
+_UNFINISHED = re.compile(rf"^(?P<stem>.+?)(?:(?:\.[0-9]+)?{_TMP}|\.[0-9]+{_TMP}(?P<ext>\.[A-Za-z0-9]+))$")
+
+
+def unfinished_write_target(path) -> Optional[str]:
+    """The file an interrupted atomic write of ``path`` was meant to become, or None when ``path``
+    is not such a temporary file."""
+    m = _UNFINISHED.match(os.fspath(path))
+    return None if m is None else m.group("stem") + (m.group("ext") or "")
 
 
 def install_safe_globals():
     """Let fairseq's own loaders read checkpoints that store an argparse.Namespace."""
     torch.serialization.add_safe_globals([argparse.Namespace])
-
-
-def atomic_copy(src, dst):
-    """Copy ``src`` to ``dst`` so that ``dst`` is at every moment either the old file or the
-    complete new one: through ``<dst>.tmp`` and ``os.replace``."""
-    tmp = f"{dst}.tmp"
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dst)
-    return True
-
-
-def install_atomic_checkpoint_copies():
-    """fairseq writes a checkpoint atomically (``.tmp`` + rename) but then *copies* it to
-    ``checkpoint_last.pt`` / ``checkpoint_best.pt`` with ``shutil.copyfile``; a run killed
-    during that copy would leave a truncated ``checkpoint_last.pt`` and could not resume.
-    ``fairseq.checkpoint_utils`` alone gets a PathManager whose local copies are atomic."""
-    from fairseq import checkpoint_utils as fairseq_checkpoint_utils
-    from fairseq.file_io import PathManager
-
-    if getattr(fairseq_checkpoint_utils.PathManager, "atomic_local_copies", False):
-        return
-
-    class AtomicCopyPathManager(PathManager):
-        atomic_local_copies = True
-
-        @staticmethod
-        def copy(src_path, dst_path, overwrite=False):
-            if PathManager.path_requires_pathmanager(src_path) or PathManager.path_requires_pathmanager(dst_path):
-                return PathManager.copy(src_path, dst_path, overwrite=overwrite)
-            if not overwrite and os.path.exists(dst_path):
-                return False
-            return atomic_copy(src_path, dst_path)
-
-    fairseq_checkpoint_utils.PathManager = AtomicCopyPathManager
 
 
 def _third_party_safe_types():
@@ -133,8 +105,8 @@ def save_adapter_file(path, adapters, fusion=None, heads=None, base_fingerprint=
 
     ``adapters``: ``{name: (AdapterArchConfig, state_dict)}``; ``fusion``:
     ``{"mode", "names", "state_dict"}`` or None; ``heads``: ``{name: {"type",
-    "num_classes", "kwargs", "state_dict"}}`` or None. Written to a temporary
-    file first so an interrupted save never leaves a truncated checkpoint.
+    "num_classes", "kwargs", "state_dict"}}`` or None. Written through ``atomic``, so an
+    interrupted save never leaves a truncated checkpoint.
     """
     payload = {
         "format": ADAPTER_FILE_FORMAT,
@@ -147,29 +119,16 @@ def save_adapter_file(path, adapters, fusion=None, heads=None, base_fingerprint=
         "heads": heads,
         "base_fingerprint": base_fingerprint,
     }
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # the name is unique to this process, so even two writers could not mix their bytes;
     # under DDP only the saving rank writes (fairseq calls task.post_save there alone)
-    tmp = f"{path}.{os.getpid()}{TMP_SUFFIX}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    atomic.torch_save(payload, os.fspath(path))
 
 
 def load_adapter_file(path):
     """Read an adapter checkpoint written by ``save_adapter_file``; validates its layout."""
     from .modules.adapter import AdapterArchConfig
 
-    if os.fspath(path).endswith(TMP_SUFFIX):
-        complete = re.sub(r"(\.[0-9]+)?\.tmp$", "", os.fspath(path))
+    complete = unfinished_write_target(path)
+    if complete is not None:
         raise CheckpointError(
             f"{path} is a temporary file from an adapter save that did not finish (the process was killed while "
             f"writing): load {complete} instead, which is always complete"

@@ -14,28 +14,21 @@ CUDA device. This module is the one place in the package that knows where:
 4. ``all_gather_list`` (logging outputs that cannot be summed) stages through a
    ``torch.cuda.ByteTensor`` and a pinned-memory buffer.
 
-One more fix is not about CUDA and applies on every device:
-
-5. on resume, rank 0 loads ``checkpoint_last.pt`` and broadcasts it; the other
-   ranks ``torch.load`` what it sent with torch's weights-only default (torch >= 2.6),
-   which refuses the checkpoint's OmegaConf config, so no multi-process run could resume.
-
-``install()`` (run when the package is imported, so in ``fairseq-train
---user-dir``, ``kadapter-train`` and every worker) wraps exactly these:
-``fairseq.distributed.utils.call_main``, ``all_gather_list`` and
-``_broadcast_object_slow``, and the ``DistributedDataParallel`` name inside
-``fairseq.models.distributed_fairseq_model``. For a run on GPUs the first two hand
-over to fairseq's originals and the DDP one passes the device ids through, so only
-the broadcast fix acts there; on CPU (``common.cpu``, or no CUDA device) training
-still goes through fairseq's ``distributed_main``, ``distributed_init``, Trainer
-and DDP wrapper.
+``fairseq_compat.install()`` (run when the package is imported, so in ``fairseq-train
+--user-dir``, ``kadapter-train`` and every worker) puts the replacements below in place of
+``fairseq.distributed.utils.call_main`` and ``all_gather_list`` and of the
+``DistributedDataParallel`` name inside ``fairseq.models.distributed_fairseq_model``, and checks
+that fairseq's callers still reach them. For a run on GPUs the first two hand over to fairseq's
+originals and the DDP one passes the device ids through; on CPU (``common.cpu``, or no CUDA
+device) training still goes through fairseq's ``distributed_main``, ``distributed_init``, Trainer
+and DDP wrapper. (Resuming several processes needs one more fix, on every device: see
+``fairseq_compat``.)
 
 The helpers at the top (``is_master``, ``barrier``, ``run_on_master``,
 ``master_first``) are what the package uses so that files are written by one
 process and the others wait where they need them.
 """
 import contextlib
-import io
 import logging
 import os
 import socket
@@ -44,7 +37,9 @@ import subprocess
 import torch
 import torch.distributed as dist
 
+from . import fairseq_compat
 from .errors import ConfigError, KAdapterError
+from .runtime_checks import available_cores, check_launch, warn_if_oversubscribed
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +131,6 @@ def runs_on_cpu(cfg) -> bool:
     """The trainer will put the model on CPU (fairseq's Trainer decides the same way)."""
     common = cfg.common
     return not common.tpu and (common.cpu or not torch.cuda.is_available())
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _free_port() -> int:
@@ -245,18 +233,19 @@ def set_cpu_threads(cfg):
 
 
 def call_main(cfg, main, **kwargs):
-    """fairseq's ``call_main``, with the CPU process count, backend and device ids."""
+    """fairseq's ``call_main``, with the CPU process count, backend and device ids. fairseq's
+    command lines hand over their parsed config here: the last moment to refuse a set-up."""
     from fairseq.distributed import utils as fairseq_distributed
 
+    check_launch(cfg)
+    fairseq_compat.self_test()  # fairseq's command-line module calling this is loaded by now
     if not runs_on_cpu(cfg):
-        return _ORIGINAL["call_main"](cfg, main, **kwargs)
+        return fairseq_compat.fairseq_original("call_main")(cfg, main, **kwargs)
     dt = cfg.distributed_training
     spawn = prepare_cpu_run(cfg)
     if dt.distributed_init_method is None:  # one process
         return main(cfg, **kwargs)
     if int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0))) == 0:
-        from .runtime_checks import warn_if_oversubscribed
-
         warn_if_oversubscribed(spawn or 1)
     logger.info(
         f"CPU data-parallel training: world size {dt.distributed_world_size}, backend {dt.distributed_backend}, "
@@ -308,45 +297,7 @@ def all_gather_list(data, group=None, max_size=16384):
     if group is None:
         group = fairseq_distributed.get_global_group()
     if torch.cuda.is_available() and dist.get_backend(group) == "nccl":
-        return _ORIGINAL["all_gather_list"](data, group=group, max_size=max_size)
+        return fairseq_compat.fairseq_original("all_gather_list")(data, group=group, max_size=max_size)
     out = [None] * fairseq_distributed.get_world_size(group)
     dist.all_gather_object(out, utils.move_to_cpu(data), group=group)
     return out
-
-
-def broadcast_object_slow(obj, src_rank, group, dist_device):
-    """fairseq's ``_broadcast_object_slow``; the receiving ranks unpickle with
-    ``weights_only=False``. The bytes are what rank 0 of this job pickled a moment ago:
-    the checkpoint it has just read through the weights-only checks, minus its tensors
-    (sent separately), plus its OmegaConf config, which the weights-only unpickler refuses."""
-    from fairseq.distributed import utils as fairseq_distributed
-
-    if fairseq_distributed.get_rank(group) == src_rank:
-        return _ORIGINAL["_broadcast_object_slow"](obj, src_rank, group, dist_device)
-    length = torch.LongTensor([0]).to(dist_device)
-    fairseq_distributed.broadcast(length, src=src_rank, group=group)
-    buffer = torch.ByteTensor(int(length.item())).to(dist_device)
-    fairseq_distributed.broadcast(buffer, src=src_rank, group=group)
-    return torch.load(io.BytesIO(buffer.cpu().numpy()), map_location="cpu", weights_only=False)
-
-
-# ---------------------------------------------------------------------------------------------
-
-_ORIGINAL = {}
-
-
-def install():
-    """Wrap the fairseq functions listed in the module docstring (idempotent)."""
-    if _ORIGINAL:
-        return
-    from fairseq.distributed import utils as fairseq_distributed
-    from fairseq.models import distributed_fairseq_model
-
-    _ORIGINAL["call_main"] = fairseq_distributed.call_main
-    _ORIGINAL["all_gather_list"] = fairseq_distributed.all_gather_list
-    _ORIGINAL["DistributedDataParallel"] = distributed_fairseq_model.DistributedDataParallel
-    _ORIGINAL["_broadcast_object_slow"] = fairseq_distributed._broadcast_object_slow
-    fairseq_distributed.call_main = call_main
-    fairseq_distributed.all_gather_list = all_gather_list
-    fairseq_distributed._broadcast_object_slow = broadcast_object_slow
-    distributed_fairseq_model.DistributedDataParallel = cpu_aware_ddp

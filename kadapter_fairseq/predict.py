@@ -10,9 +10,14 @@ identical sequences. A record that cannot be encoded (an entity span outside
 its sentence, entities that do not fit ``max_len``) still gets a line, with the
 empty answer and a ``"skipped"`` reason, so the output stays one line per record.
 
-Tasks register a predictor with ``@register_predictor(name)``: ``fn(hub, input_path,
-args) -> iterator of prediction dicts``; ``hub`` is a ``KAdapterHub`` (``.model``
-in eval mode, ``.task``, ``.bpe``, ``.dictionary``).
+Each task module registers its predictor with ``@register_predictor(name)`` (e.g.
+``tasks/entity_typing.py``, ``tasks/tacred.py``, ``tasks/cosmosqa.py``): ``fn(hub, input_path,
+args) -> iterator of prediction dicts``; ``hub`` is a ``KAdapterHub`` (``.model`` in eval mode,
+``.task``, ``.bpe``, ``.dictionary``). The helpers here (``max_len_for``, ``require_task``,
+``classify_marked``, ``predict_marked``) are what they share.
+
+``--bf16`` (or ``--precision bf16|auto``) stores the model in bf16 once, as a run trained with
+``common.bf16=true`` computed; head logits are turned to fp32 before any decision.
 """
 import argparse
 import json
@@ -91,8 +96,10 @@ def _encode_all(records, encode, progress_desc):
     return encoded
 
 
-def _predict_marked(hub, args, records, encode, decide, empty):
-    """Shared loop: encode every record, classify the encodable ones, keep input order."""
+def predict_marked(hub, args, records, encode, decide, empty):
+    """The marked-classification tasks' loop (entity typing, TACRED): encode every record, classify
+    the encodable ones with ``decide(logits row) -> prediction fields``, give the others ``empty``
+    and a ``skipped`` reason, and keep input order."""
     items = _encode_all(records, encode, f"encode {args.input}")
     ready = [(i, seq) for i, (_, seq, _) in enumerate(items) if seq is not None]
     logits = classify_marked(hub, [seq for _, seq in ready], args.batch_size)
@@ -105,54 +112,6 @@ def _predict_marked(hub, args, records, encode, decide, empty):
             pred.update(empty)
             pred["skipped"] = reason
         yield pred
-
-
-# --------------------------------------------------------------------------- entity typing, TACRED
-
-def _predict_typing(hub, input_path, args, at_least_one):
-    from .data.downstream import encode_typing, read_typing_records
-    from .data.encoding import WordEncoder
-    from .tasks.entity_typing import EntityTypingTask, decide_types
-
-    require_task(hub, EntityTypingTask, args.task)
-    encoder, max_len = WordEncoder(hub.bpe), max_len_for(hub, args)
-
-    def decide(row):
-        return {"labels": hub.task.label_names(decide_types(row.unsqueeze(0), at_least_one)[0])}
-
-    yield from _predict_marked(hub, args, read_typing_records(input_path),
-                               lambda rec: encode_typing(encoder, rec, max_len), decide, {"labels": []})
-
-
-@register_predictor("openentity")
-def predict_openentity(hub, input_path, args):
-    """Types whose logit is > 0 (possibly none)."""
-    return _predict_typing(hub, input_path, args, at_least_one=False)
-
-
-@register_predictor("figer")
-def predict_figer(hub, input_path, args):
-    """Types whose logit is > 0, and always the top-scoring type."""
-    return _predict_typing(hub, input_path, args, at_least_one=True)
-
-
-@register_predictor("tacred")
-def predict_tacred(hub, input_path, args):
-    """The top-scoring relation; an unencodable record gets the no-relation label."""
-    from .data.downstream import encode_relation, read_relation_records
-    from .data.encoding import WordEncoder
-    from .tasks.tacred import TacredTask
-
-    require_task(hub, TacredTask, args.task)
-    encoder, max_len = WordEncoder(hub.bpe), max_len_for(hub, args)
-    labels = hub.task.labels
-
-    def decide(row):
-        return {"label": labels[int(row.argmax())]}
-
-    yield from _predict_marked(hub, args, read_relation_records(input_path),
-                               lambda rec: encode_relation(encoder, rec, max_len), decide,
-                               {"label": hub.task.cfg.negative_label})
 
 
 # --------------------------------------------------------------------------- command line
@@ -173,6 +132,10 @@ def build_parser(tasks):
     parser.add_argument("--max-len", type=int, default=None, help="override the converter's max_len (prep.json)")
     parser.add_argument("--roberta-path", default=None, help="base model location, when it moved since training")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is available")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="fp32 (default); bf16: the model stored in bf16 once (as common.bf16=true trains); "
+                             "auto: bf16 where the CPU has AMX/AVX512-BF16 or the GPU is sm80+, else fp32")
+    parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="same as --precision bf16")
     return parser
 
 
@@ -189,6 +152,7 @@ def main(argv=None):
 def _run(predictors, args):
     import torch
 
+    from .atomic import atomic_open
     from .distributed import get_rank, is_master
     from .hub import KAdapterHub
 
@@ -197,10 +161,13 @@ def _run(predictors, args):
         return 0
     hub = KAdapterHub.from_checkpoint(args.checkpoint, data_dir=args.data_dir, roberta_path=args.roberta_path)
     if torch.cuda.is_available() and not args.cpu:
-        hub.model.cuda()
+        hub.cuda()
+    precision, reason = hub.set_precision(args.precision)  # after the move: "auto" judges the device it runs on
+    if args.precision != "fp32":
+        print(f"kadapter-predict: precision {precision} ({reason})", file=sys.stderr)
     hub.model.eval()
     written, skipped = 0, Counter()
-    with open(args.output, "w", encoding="utf-8") as f:
+    with atomic_open(args.output, "w") as f:  # a killed run leaves no half-written predictions behind
         for pred in predictors[args.task](hub, args.input, args):
             f.write(json.dumps(pred, ensure_ascii=False) + "\n")
             written += 1

@@ -4,6 +4,11 @@ On a machine without CUDA: ``fp16`` crashes deep inside the optimizer, ``amp``
 silently trains in fp32, and fairseq-train's ``--bf16`` implies ``--tpu`` and dies
 looking for torch_xla. Several processes on CPU work (``distributed.py`` runs
 them over gloo); more processes than cores only get a warning.
+
+Where the checks run: ``kadapter-train`` and ``compose_train_config`` check the composed
+config; fairseq's own command lines (``fairseq-train --user-dir kadapter_fairseq``) are
+checked in ``distributed.call_main`` (``check_launch``), the moment they hand over their
+parsed config and the last one before fairseq acts on it. Importing the package checks nothing.
 """
 import argparse
 import logging
@@ -53,11 +58,17 @@ def local_processes(world_size, environ=None) -> int:
     return int(local) if local else int(world_size)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under SLURM or taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def warn_if_oversubscribed(world_size, environ=None, cores=None):
     """Warn when more training processes than cores share this CPU machine (called by
     ``distributed.call_main`` once the process count is known, on each machine's first process)."""
-    from .distributed import available_cores
-
     local = local_processes(world_size, environ)
     cores = available_cores() if cores is None else cores
     if local > cores:
@@ -70,12 +81,21 @@ def warn_if_oversubscribed(world_size, environ=None, cores=None):
     return None
 
 
-def check_current_command():
-    """Called when the package is imported: ``fairseq-train --user-dir kadapter_fairseq`` imports
-    it while parsing its arguments, which is the last moment before fairseq acts on them."""
-    if os.path.basename(sys.argv[0] if sys.argv else "") not in ("fairseq-train", "fairseq-validate"):
-        return
-    try:
-        check_fairseq_train_argv(sys.argv[1:])
-    except ConfigError as e:
-        sys.exit(f"kadapter-fairseq: {e}")
+# fairseq's argparse command lines that import the package through --user-dir and launch through call_main
+FAIRSEQ_ARGPARSE_CLIS = ("fairseq-train", "fairseq-validate")
+
+
+def check_launch(cfg, argv=None):
+    """The check for a config about to be launched (``distributed.call_main``).
+
+    Under ``fairseq-train``/``fairseq-validate`` the refusal names the flags the user typed and
+    ends the process with that one line: fairseq's command line has no later chance to refuse, and
+    would otherwise print a traceback from deep inside fairseq. Library callers get a ``ConfigError``.
+    """
+    argv = sys.argv if argv is None else argv
+    if argv and os.path.basename(argv[0]) in FAIRSEQ_ARGPARSE_CLIS:
+        try:
+            check_fairseq_train_argv(argv[1:])
+        except ConfigError as e:
+            sys.exit(f"kadapter-fairseq: {e}")
+    check_runtime(cfg)

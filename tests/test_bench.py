@@ -9,50 +9,133 @@ import pytest
 
 from conftest import REPO
 
-ROW_KEYS = {"name", "step_s", "tokens_per_s", "peak_mem_mb", "trained_params"}
+ROW_KEYS = {"name", "step_s", "tokens_per_s", "peak_mem_mb", "trained_params", "base_calls_per_step", "flops_per_token",
+            "tflops_per_s", "util"}
 RATIOS = {"adapter_vs_full", "cached_adapter_vs_full", "lora_vs_full", "adapter_vs_lora", "two_vs_one_adapter_inference"}
+CACHED = ("kadapter_knowledge_cached", "kadapter_efficient_cached")
 
 
-def test_bench_cli_writes_every_row_and_ratio(tmp_path):
-    from kadapter_fairseq.tools.bench import ROWS
-
+def run_bench(tmp_path, *args):
     out = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "kadapter_fairseq.tools.bench", "--size", "tiny", "--batch", "2", "--tokens", "16",
-         "--steps", "2", "--json", str(out)],
+         "--steps", "2", "--json", str(out), *args],
         cwd=REPO, env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_bench_cli_writes_every_row_ratio_and_utilisation(tmp_path):
+    from kadapter_fairseq.tools.bench import ROWS, SIZES
+
+    result, stdout = run_bench(tmp_path, "--precision", "fp32,bf16")
     assert (result["size"], result["batch"], result["tokens"], result["device"]) == ("tiny", 2, 16, "cpu")
-    assert [r["name"] for r in result["rows"]] == list(ROWS)
-    rows = {r["name"]: r for r in result["rows"]}
-    for row in result["rows"]:
-        assert set(row) == ROW_KEYS
-        assert all(row[k] > 0 for k in ("step_s", "tokens_per_s", "peak_mem_mb")), row
-        assert row["tokens_per_s"] == pytest.approx(2 * 16 / row["step_s"])
-    assert set(result["ratios"]) == RATIOS and all(v > 0 for v in result["ratios"].values())
-    # the ratios are the step times' quotients, as documented
-    assert result["ratios"]["adapter_vs_full"] == pytest.approx(rows["full_finetune"]["step_s"] / rows["kadapter_knowledge"]["step_s"])
-    assert result["ratios"]["two_vs_one_adapter_inference"] == pytest.approx(
-        rows["inference_2_adapters"]["step_s"] / rows["inference_1_adapter"]["step_s"])
-    # what trains in each row: everything, LoRA's few, one adapter, fusion and head only; nothing at inference
-    trained = {n: r["trained_params"] for n, r in rows.items()}
-    assert trained["full_finetune"] > trained["kadapter_knowledge"] > trained["kadapter_efficient"] > 0
-    assert trained["kadapter_knowledge"] == trained["kadapter_knowledge_cached"]
-    assert trained["kadapter_efficient"] == trained["kadapter_efficient_cached"]
-    assert 0 < trained["lora"] < trained["full_finetune"]
-    assert all(trained[f"inference_{n}"] == 0 for n in ("1_adapter", "2_adapters", "4_adapters"))
-    assert "adapter_vs_full" in proc.stdout
+    assert result["precisions"] == ["fp32", "bf16"]
+    assert result["provenance"]["dtype"] == "fp32,bf16" and result["provenance"]["threads"] == 1
+    for precision, run in result["runs"].items():
+        assert run["peak"]["name"] == "peak" and run["peak"]["tflops_per_s"] > 0
+        assert run["peak"]["dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[precision]
+        assert run["peak_tflops_used"] == run["peak"]["tflops_per_s"]
+        assert [r["name"] for r in run["rows"]] == list(ROWS)
+        rows = {r["name"]: r for r in run["rows"]}
+        for row in run["rows"]:
+            assert ROW_KEYS <= set(row) <= ROW_KEYS | {"base_tflops_per_s", "base_util"}
+            assert all(row[k] > 0 for k in ("step_s", "tokens_per_s", "peak_mem_mb", "flops_per_token", "util")), row
+            assert row["tokens_per_s"] == pytest.approx(2 * 16 / row["step_s"])
+            # achieved FLOP/s = FLOPs/token x tokens/step / step time; util = that / the peak row
+            assert row["tflops_per_s"] == pytest.approx(row["flops_per_token"] * 2 * 16 / row["step_s"] / 1e12)
+            assert row["util"] == pytest.approx(row["tflops_per_s"] / run["peak"]["tflops_per_s"])
+        assert set(run["ratios"]) == RATIOS and all(v > 0 for v in run["ratios"].values())
+        # the ratios are the step times' quotients, as documented
+        assert run["ratios"]["adapter_vs_full"] == pytest.approx(rows["full_finetune"]["step_s"] / rows["kadapter_knowledge"]["step_s"])
+        assert run["ratios"]["two_vs_one_adapter_inference"] == pytest.approx(
+            rows["inference_2_adapters"]["step_s"] / rows["inference_1_adapter"]["step_s"])
+        # what trains in each row: everything, LoRA's few, one adapter, fusion and head only; nothing at inference
+        trained = {n: r["trained_params"] for n, r in rows.items()}
+        assert trained["full_finetune"] > trained["kadapter_knowledge"] > trained["kadapter_efficient"] > 0
+        assert trained["kadapter_knowledge"] == trained["kadapter_knowledge_cached"]
+        assert trained["kadapter_efficient"] == trained["kadapter_efficient_cached"]
+        assert 0 < trained["lora"] < trained["full_finetune"]
+        assert all(trained[f"inference_{n}"] == 0 for n in ("1_adapter", "2_adapters", "4_adapters"))
+        # the cached rows never run the base in a step; every other row runs it once
+        for name, row in rows.items():
+            assert row["base_calls_per_step"] == (0 if name in CACHED else 1), name
+        # the frozen base runs forward only in the adapter and inference rows: they alone get a base utilisation
+        assert {n for n, r in rows.items() if "base_util" in r} == {
+            "kadapter_knowledge", "kadapter_efficient", "inference_1_adapter", "inference_2_adapters", "inference_4_adapters"}
+
+        # the FLOP model by hand for full fine-tuning: 6 per non-embedding parameter, attention 12*T*d per layer
+        s = SIZES["tiny"]
+        layer = 4 * (s["dim"] ** 2 + s["dim"]) + 2 * s["dim"] * s["ffn"] + s["ffn"] + s["dim"] + 4 * s["dim"]
+        head = s["dim"] ** 2 + s["dim"] + s["dim"] * 2 + 2
+        emb_ln = 2 * s["dim"]
+        expected = 6 * (s["layers"] * layer + head + emb_ln) + 12 * 16 * s["dim"] * s["layers"]
+        assert rows["full_finetune"]["flops_per_token"] == expected
+        # inference: 2 per parameter that ran (not the LM head, not the embeddings) + 4*T*d per attention
+        assert run["flop_ratios"]["two_vs_one_adapter_inference"] == pytest.approx(
+            rows["inference_2_adapters"]["flops_per_token"] / rows["inference_1_adapter"]["flops_per_token"])
+        assert run["flop_ratios"]["two_vs_one_adapter_inference"] > 1
+    speedup = result["speedups"]["bf16_vs_fp32"]
+    times = {p: {r["name"]: r["step_s"] for r in result["runs"][p]["rows"]} for p in ("fp32", "bf16")}
+    assert speedup == pytest.approx({n: times["fp32"][n] / times["bf16"][n] for n in times["fp32"]})
+    for text in ("peak: torch.matmul 2048x2048", "| util |", "two_vs_one_adapter_inference (FLOP model)", "## bf16_vs_fp32"):
+        assert text in stdout
 
 
-def test_bench_rejects_bad_options():
+def test_cached_rows_never_run_the_base(monkeypatch):
+    """Counted at the base's own forward, in this process: the cached rows' only base pass is the
+    one that fills their cache before the timed steps; the uncached row runs it every step."""
+    from argparse import Namespace
+
+    from fairseq.models.transformer import TransformerEncoderBase
+
+    from kadapter_fairseq.tools import bench
+
+    calls = []
+    forward = TransformerEncoderBase.forward
+    monkeypatch.setattr(TransformerEncoderBase, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    a = Namespace(size="tiny", batch=2, tokens=16, device="cpu", threads=None, warmup=1, steps=2)
+    for name in CACHED:
+        calls.clear()
+        row = bench.run_row(name, a, "fp32")
+        assert len(calls) == 1 and row["base_calls_per_step"] == 0, name
+    calls.clear()
+    row = bench.run_row("kadapter_knowledge", a, "fp32")
+    assert len(calls) == 3 and row["base_calls_per_step"] == 1
+
+
+def test_bench_rejects_bad_options(capsys):
     from kadapter_fairseq.tools.bench import main
 
     with pytest.raises(SystemExit) as e:
         main(["--steps", "0"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--precision", "fp8"])
+    assert e.value.code == 2 and "fp8 is not one of" in capsys.readouterr().err
+    # fp16 and amp are GPU modes: refused on CPU with the reason, in the row's own process
+    assert main(["--precision", "fp16", "--steps", "1"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_train_bench_reads_fairseqs_words_per_second(tmp_path):
+    """The real path at a tiny shape: kadapter-train runs in fp32 and bf16, fairseq's per-update
+    words/s come back, and the bench row of the same shape stands beside them."""
+    from kadapter_fairseq.tools.train_bench import format_train_path, measure
+
+    logs = []
+    result = measure("tiny", 2, 16, ["fp32", "bf16"], updates=3, warmup=1, work=str(tmp_path), log=lambda *a, **k: logs.append(a))
+    for precision in ("fp32", "bf16"):
+        run = result["runs"][precision]
+        assert len(run["wps_per_update"]) == 3 and run["timed_updates"] == 2
+        assert run["words_per_s"] == pytest.approx(sorted(run["wps_per_update"][1:])[0] / 2 + sorted(run["wps_per_update"][1:])[1] / 2)
+        assert run["bench_tokens_per_s"] > 0
+        assert ("common.bf16=true" in run["command"]) == (precision == "bf16")
+        assert "model._name=roberta_kadapter_tiny" in run["command"]
+    assert set(result["speedups"]) == {"bf16_vs_fp32"}
+    assert "| bf16 |" in format_train_path(result)
 
 
 def _converter_outputs(out_dir):

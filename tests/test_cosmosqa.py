@@ -127,12 +127,14 @@ def test_training_metric_equals_scorer_on_predictions(cosmos_run):
 def test_other_finetuning_modes_build_and_learn(cosmos_run, overrides):
     """Plain RoBERTa and the parameter-efficient mode: task, head and criterion work in-process."""
     from fairseq import tasks
-    from omegaconf import OmegaConf
 
     from kadapter_fairseq.criterions.cosmosqa import CosmosQACriterion
+    from kadapter_fairseq.fairseq_compat import compose_train_config
 
-    cfg = OmegaConf.load(os.path.join(REPO, "configs", "cosmosqa_cpu.yaml"))
-    cfg.task.data, cfg.model.roberta_path, cfg.task.seed = cosmos_run["data"], cosmos_run["base"], 1
+    # configs/cosmosqa_cpu.yaml inherits from cosmosqa.yaml: compose it, as training does
+    cfg = compose_train_config(os.path.join(REPO, "configs"), "cosmosqa_cpu",
+                               [f"task.data={cosmos_run['data']}", f"model.roberta_path={cosmos_run['base']}"])
+    cfg.task.seed = 1
     for key, value in overrides.items():
         cfg.model[key] = value
     task = tasks.setup_task(cfg.task)

@@ -3,10 +3,13 @@ both adapters and the multitask base, 6 variants x 2 seeds of SemEval, predict +
 size, then a second run that reuses it."""
 import json
 import os
+import statistics
 import subprocess
 import sys
+import warnings
 
 import pytest
+from scipy.stats import ttest_ind
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "examples", "demo.py")
@@ -44,9 +47,24 @@ def test_demo_writes_the_six_variant_table_over_seeds(demo_run):
         assert run["scores"]["n"] == 1000 and run["scores"]["missing"] == 0  # every SemEval test-sample example
     md = (work / "results.md").read_text()
     assert sum(line.startswith(f"| {v} |") for v in VARIANTS for line in md.splitlines()) == 6
-    for variant in ("fac+lin", "fac", "lin"):  # said plainly, whatever the answer
-        assert f"{variant} beats no-knowledge beyond seed noise on semeval: " in log
-    assert "| no-knowledge |" in log  # the control row is printed next to the adapter rows
+    # the table printed at the end holds each variant's mean ± std over its seeds' scores, the control's too
+    printed = {line.split("|")[1].strip(): line for line in log.splitlines() if line.startswith("| ")}
+    by = {row["variant"]: row for row in results["rows"]}
+    for variant, row in by.items():
+        values = [json.loads((work / "runs" / "semeval" / variant / f"seed{s}" / "metrics.json").read_text())["value"]
+                  for s in (1, 2)]
+        assert row["values"] == values
+        assert f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n=2)" in printed[variant]
+    # said plainly, whatever the answer, with Welch's test over the seeds' scores behind it
+    control = by["no-knowledge"]["values"]
+    for variant in ("fac+lin", "fac", "lin"):
+        values = by[variant]["values"]
+        diff = statistics.mean(values) - statistics.mean(control)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = ttest_ind(values, control, equal_var=False).pvalue
+        beats = "yes" if p < 0.05 and diff > 0 else "no"
+        assert f"{variant} beats no-knowledge beyond seed noise on semeval: {beats} ({diff:+.4f} f1, p = {p:.3f})" in log
 
 
 def test_demo_base_is_pretrained_and_unchanged_by_adapters(demo_run):

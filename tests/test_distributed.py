@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from kadapter_fairseq.checkpoint_utils import load_adapter_file
-from kadapter_fairseq.distributed_bench import make_relation_data, train_command
+from kadapter_fairseq.tools.distributed_bench import make_relation_data, train_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -90,6 +90,10 @@ if __name__ == "__main__":
         from fairseq_cli.train import cli_main
 
         cli_main()
+    elif prog == "fairseq-hydra-train":
+        from fairseq_cli.hydra_train import cli_main
+
+        cli_main()
     else:
         from kadapter_fairseq.tools.train import main
 
@@ -106,8 +110,8 @@ def setup(tiny_base, tmp_path_factory):
     return {"root": root, "data": data, "base": tiny_base, "driver": str(driver), "runs": {}}
 
 
-def launch(setup, name, world_size, batch, kill_at=None, save_dir=None, prefix=(), program=None, timeout=400):
-    """Run the driver; returns (returncode, log, record dir, save dir)."""
+def launch(setup, name, world_size, batch, kill_at=None, save_dir=None, prefix=(), program=None, timeout=400, cwd=None):
+    """Run the driver (in ``cwd``, default the setup's root); returns (returncode, log, record dir, save dir)."""
     record = setup["root"] / f"{name}.record"
     record.mkdir(exist_ok=True)
     save = save_dir or setup["root"] / f"{name}.ckpt"
@@ -119,7 +123,7 @@ def launch(setup, name, world_size, batch, kill_at=None, save_dir=None, prefix=(
     if kill_at:
         env["KD_KILL_AT"] = str(kill_at)
     # torchrun starts the driver with this interpreter itself
-    proc = subprocess.run([*(prefix or [sys.executable]), setup["driver"], *program], cwd=setup["root"], env=env,
+    proc = subprocess.run([*(prefix or [sys.executable]), setup["driver"], *program], cwd=cwd or setup["root"], env=env,
                           capture_output=True, text=True, timeout=timeout, start_new_session=True)
     return proc.returncode, proc.stdout + proc.stderr, record, save
 
@@ -234,20 +238,86 @@ def free_port():
 
 
 def test_torchrun_with_kadapter_train_trains_on_every_rank(setup):
-    save = setup["root"] / "torchrun.ckpt"
+    # the config's own relative user_dir (kadapter_fairseq), started where no such folder is, hydra's files elsewhere
+    save, hydra_dir = setup["root"] / "torchrun.ckpt", setup["root"] / "torchrun.hydra"
     program = ["kadapter-train", "--config-dir", os.path.join(REPO, "configs"), "--config-name", "relation_pretrain_cpu",
-               f"common.user_dir={os.path.join(REPO, 'kadapter_fairseq')}",
                f"task.data={setup['data']}", f"model.roberta_path={setup['base']}", f"checkpoint.save_dir={save}",
                "optimization.max_update=4", "optimization.max_epoch=0", "dataset.batch_size=2", "dataset.disable_validation=true",
-               "common.log_interval=1", "hydra.output_subdir=null"]
+               "common.log_interval=1", f"hydra.run.dir={hydra_dir}"]
     prefix = [os.path.join(BIN, "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port())]
     code, log, record, _ = launch(setup, "torchrun", 2, 2, save_dir=save, prefix=prefix, program=program)
     assert code == 0, log[-4000:]
     assert "CPU data-parallel training: world size 2, backend gloo, processes launched by torchrun" in log
+    assert (hydra_dir / ".hydra" / "config.yaml").is_file()
     assert updates(record, 0) == updates(record, 1) == [1, 2, 3, 4]
     writes = [line.split() for line in (record / "adapter_writes").read_text().splitlines()]
     assert writes and {rank for _, rank, _ in writes} == {"0"}
     assert load(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 4
+
+
+def train_in_launch_dir(setup, name, launch_dir, hydra_dir, world_size, max_update, program="kadapter-train"):
+    """kadapter-train (or fairseq-hydra-train) with the shipped CPU config, every path relative to
+    ``launch_dir`` (the config's own ``common.user_dir: kadapter_fairseq`` included), hydra's run
+    directory elsewhere."""
+    overrides = ["task.data=data", "model.roberta_path=base", "checkpoint.save_dir=ckpt",
+                 f"optimization.max_update={max_update}", "optimization.max_epoch=0", f"dataset.batch_size={2 * BATCH // world_size}",
+                 "dataset.disable_validation=true", "common.log_interval=1", f"hydra.run.dir={hydra_dir}",
+                 f"distributed_training.distributed_world_size={world_size}", "common.cpu=true"]
+    command = [program, "--config-dir", os.path.join(REPO, "configs"), "--config-name", "relation_pretrain_cpu", *overrides]
+    return launch(setup, name, world_size, None, program=command, cwd=launch_dir)
+
+
+def launch_dir_with_inputs(setup, name):
+    """A directory holding the run's inputs under relative names (and no kadapter_fairseq folder)."""
+    launch_dir = setup["root"] / name
+    launch_dir.mkdir()
+    os.symlink(setup["data"], launch_dir / "data")
+    os.symlink(setup["base"], launch_dir / "base")
+    return launch_dir
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_hydra_run_dir_elsewhere_trains_and_resumes(setup, world_size):
+    """``hydra.run.dir=DIR`` (how fairseq users keep runs apart) places hydra's files only: the
+    relative paths of the config and the command line mean what they mean where the command runs,
+    in every worker, and a second run with more updates resumes from checkpoint_last.pt."""
+    launch_dir = launch_dir_with_inputs(setup, f"launch{world_size}")
+    hydra_dir = setup["root"] / f"hydra_run{world_size}"
+    code, log, record, _ = train_in_launch_dir(setup, f"rundir{world_size}", launch_dir, hydra_dir, world_size, 2)
+    assert code == 0, log[-4000:]
+    if world_size == 2:
+        assert "CPU data-parallel training: world size 2, backend gloo, spawning 2 processes" in log
+    for rank in range(world_size):
+        assert updates(record, rank) == [1, 2]
+    last = launch_dir / "ckpt" / "checkpoint_last.pt"
+    state = load(last)
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+    # what every worker imported: the installed package, by its absolute path
+    assert state["cfg"]["common"]["user_dir"] == os.path.join(REPO, "kadapter_fairseq")
+    assert (hydra_dir / ".hydra" / "config.yaml").is_file() and (hydra_dir / "hydra_train.log").is_file()
+    assert not (hydra_dir / "ckpt").exists() and sorted(os.listdir(launch_dir)) == ["base", "ckpt", "data"]
+
+    code, log, record, _ = train_in_launch_dir(setup, f"rundir{world_size}.resumed", launch_dir, hydra_dir, world_size, 4)
+    assert code == 0, log[-4000:]
+    assert "Loaded checkpoint ckpt/checkpoint_last.pt (epoch 1 @ 2 updates)" in log
+    for rank in range(world_size):
+        assert updates(record, rank) == [3, 4]
+    assert load(last)["optimizer_history"][-1]["num_updates"] == 4
+
+
+def test_fairseq_hydra_train_with_hydra_run_dir_elsewhere(setup):
+    """fairseq-hydra-train imports the package only once training starts, after hydra composed the
+    config (and would have changed directory): the shipped configs keep it where it runs
+    (hydra.job.chdir: false), so their relative user_dir still names the repository's package."""
+    hydra_dir = setup["root"] / "hydra_run_fairseq"
+    save = setup["root"] / "fairseq_hydra.ckpt"
+    command = ["fairseq-hydra-train", "--config-dir", "configs", "--config-name", "relation_pretrain_cpu",
+               f"task.data={setup['data']}", f"model.roberta_path={setup['base']}", f"checkpoint.save_dir={save}",
+               "optimization.max_update=2", "optimization.max_epoch=0", "dataset.disable_validation=true", f"hydra.run.dir={hydra_dir}"]
+    code, log, record, _ = launch(setup, "fairseq_hydra", 1, None, program=command, cwd=REPO)
+    assert code == 0, log[-4000:]
+    assert updates(record, 0) == [1, 2] and load(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 2
+    assert (hydra_dir / "hydra_train.log").is_file()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,7 +354,7 @@ def test_adapter_file_writes_are_atomic_and_the_hub_refuses_tmp_files(tiny_base,
 def test_fairseq_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
     import fairseq.checkpoint_utils as fcu
 
-    import kadapter_fairseq.checkpoint_utils as ku
+    import kadapter_fairseq.atomic as atomic
 
     src, dst = tmp_path / "checkpoint_2_6.pt", tmp_path / "checkpoint_last.pt"
     src.write_bytes(b"new" * 1000)
@@ -295,11 +365,11 @@ def test_fairseq_checkpoint_copies_are_atomic(tmp_path, monkeypatch):
         fout.write(b"ne")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ku.shutil, "copyfileobj", dies)
+    monkeypatch.setattr(atomic.shutil, "copyfileobj", dies)
     with pytest.raises(KeyboardInterrupt):
         fcu.PathManager.copy(str(src), str(dst), overwrite=True)
     monkeypatch.undo()
-    assert dst.read_bytes() == b"old"  # never half-copied
+    assert dst.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == [src.name, dst.name]  # never half-copied
     assert fcu.PathManager.copy(str(src), str(dst), overwrite=True) and dst.read_bytes() == src.read_bytes()
 
 
@@ -373,6 +443,14 @@ def _collectives_worker(rank, port, out_dir):
 
     dist.init_process_group("gloo", init_method=f"tcp://localhost:{port}", world_size=2, rank=rank)
     gathered = distributed.all_gather_list({"rank": rank, "t": torch.tensor([rank + 0.5])})
+    # what rank 0 broadcasts on resume: a loaded checkpoint, its config turned back into OmegaConf
+    from fairseq.distributed import utils as fairseq_distributed
+    from omegaconf import OmegaConf
+
+    sent = {"cfg": OmegaConf.create({"common": {"seed": 3, "user_dir": "u"}, "optimization": {"lr": [0.5]}}),
+            "model": {"w": torch.arange(3.0)}} if rank == 0 else None
+    got = fairseq_distributed.broadcast_object(sent, src_rank=0, group=fairseq_distributed.get_global_group())
+    broadcast = (OmegaConf.is_config(got["cfg"]), got["cfg"].common.seed, list(got["cfg"].optimization.lr), got["model"]["w"].tolist())
     target = os.path.join(out_dir, "shared.txt")
 
     def build():
@@ -386,14 +464,15 @@ def _collectives_worker(rank, port, out_dir):
         seen = open(target).read()
     result = distributed.run_on_master(lambda: "ran")
     with open(os.path.join(out_dir, f"rank{rank}"), "w") as f:
-        f.write(repr(([g["rank"] for g in gathered], [float(g["t"]) for g in gathered], seen, result)))
+        f.write(repr(([g["rank"] for g in gathered], [float(g["t"]) for g in gathered], seen, result, broadcast)))
     dist.destroy_process_group()
 
 
-def test_rank_zero_helpers_and_all_gather_list_over_gloo(tmp_path):
+def test_rank_zero_helpers_all_gather_list_and_checkpoint_broadcast_over_gloo(tmp_path):
     import torch.multiprocessing as mp
 
     mp.start_processes(_collectives_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="fork", join=True)
     r0, r1 = ((tmp_path / f"rank{r}").read_text() for r in (0, 1))
-    assert r0 == repr(([0, 1], [0.5, 1.5], "built by 0", "ran"))
-    assert r1 == repr(([0, 1], [0.5, 1.5], "built by 0", None))
+    broadcast = (True, 3, [0.5], [0.0, 1.0, 2.0])
+    assert r0 == repr(([0, 1], [0.5, 1.5], "built by 0", "ran", broadcast))
+    assert r1 == repr(([0, 1], [0.5, 1.5], "built by 0", None, broadcast))

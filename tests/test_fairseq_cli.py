@@ -94,6 +94,7 @@ def test_fp16_on_cpu_is_a_clear_error(tiny_base, sentence_data, tmp_path):
     assert code != 0
     assert "kadapter-fairseq: --fp16 needs a CUDA GPU" in log and "bf16" in log
     assert "Traceback" not in log
+    assert not list(tmp_path.iterdir())  # refused before fairseq started: its --save-dir was never made
 
 
 def test_kadapter_train_rejects_cpu_setups_fairseq_would_run_wrongly():

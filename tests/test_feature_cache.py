@@ -93,6 +93,7 @@ def train(data, base, *extra, epochs=2, phase="knowledge", adapter_paths=""):
     if adapter_paths:
         argv += ["--adapter-paths", adapter_paths]
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    args.tpu = False  # fairseq's argparse path turns --bf16 into a TPU run; common.bf16 under kadapter-train does not
     cfg = convert_namespace_to_omegaconf(args)
     losses, base_passes = [], [0]
     forward, extract = DependencyHeadPredictionCriterion.forward, RobertaEncoder.extract_features
@@ -179,6 +180,9 @@ def test_stale_cache_is_refused_with_the_reason(dep_data, tiny_base, other_tiny_
         train(str(data), other_tiny_base, *opts, epochs=1)
     with pytest.raises(fc.FeatureCacheError, match=r"plug-in points or adapters differ"):
         train(str(data), tiny_base, *opts, "--adapter-plug-layers", "0,2", epochs=1)
+    # features from an fp32 base are not what a bf16 run's base computes, whatever the storage type
+    with pytest.raises(fc.FeatureCacheError, match=r"filled by a model computing in fp32, this run computes in bf16"):
+        train(str(data), tiny_base, *opts, "--bf16", epochs=1)
     os.utime(data / "input0" / "train.bin", ns=(1, 1))  # re-binarized data: same bytes, new file
     with pytest.raises(fc.FeatureCacheError, match=re.escape(f"stale: data file {data}/input0/train.bin changed")):
         train(str(data), tiny_base, *opts, epochs=1)
@@ -285,3 +289,16 @@ def test_kadapter_cache_fills_ahead_of_training(dep_data, tiny_base, plain, tmp_
     assert re.search(r"kadapter-cache: \S+/valid: (\d+)/\1 examples cached", proc.stdout)
     cached, passes = train(dep_data, tiny_base, "--feature-cache", str(cache), "--feature-cache-dtype", "fp32")
     assert cached == plain[0] and passes == 0  # the base never ran during training
+
+    # common.bf16: the fill stores the base in bf16 once, as the training run will; that run finds it complete
+    cache16 = tmp_path / "cache16"
+    proc = subprocess.run(
+        [os.path.join(BIN, "kadapter-cache"), "--config-dir", os.path.join(REPO, "configs"),
+         "--config-name", "dependency_head_prediction_cpu", f"task.data={dep_data}", f"model.roberta_path={tiny_base}",
+         f"task.feature_cache={cache16}", "task.feature_cache_dtype=bf16", "dataset.batch_size=8", "common.bf16=true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((cache16 / "train" / fc.MANIFEST).read_text())["key"]["compute"] == "bf16"
+    _, passes = train(dep_data, tiny_base, "--feature-cache", str(cache16), "--feature-cache-dtype", "bf16", "--bf16")
+    assert passes == 0

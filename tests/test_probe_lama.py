@@ -116,7 +116,12 @@ def test_scores_match_hand_computed_values(biased_base, tmp_path):
     assert (by_id["p19-1"]["rank"], by_id["p19-4"]["rank"], by_id["p19-4"]["correct"]) == (5, 1, True)
     assert len(by_id["p19-1"]["topk"]) == 10
     md = open(tmp_path / "o" / "results.md").read()
-    assert "| P19 | place of birth | 4 | 25.0 | 100.0 | 48.8 |" in md
+    assert "| P19 | place of birth | 4 | 25.0 | 25.0 | 100.0 | 48.8 |" in md
+    # chance, the majority baseline, over the facts probed: the skipped repeat of Obama -> Honolulu does not
+    # count (with it, Honolulu would be 2 of 5 = 0.4); P103 and P17 probe one fact each
+    assert (rel["P19"]["majority"], rel["P36"]["majority"], rel["P103"]["majority"], rel["P17"]["majority"]) == (0.25, 0.25, 1.0, 1.0)
+    assert results["macro_majority"] == pytest.approx((0.25 + 0.25 + 1 + 1) / 4)
+    assert "| **macro (4 relations)** | | 10 | **12.5** | 62.5 |" in md
 
 
 def test_common_vocab_restricts_candidates_and_skips_objects(biased_base, tmp_path):
@@ -183,14 +188,126 @@ def test_zero_adapter_gives_the_base_predictions(probe_base, tmp_path):
 
 
 def test_concat_fusion_uses_the_saved_fusion(probe_base, tmp_path):
-    plain = save_adapter(probe_base, tmp_path / "plain.pt", fusion="concat")
+    from kadapter_fairseq.hub import KAdapterHub
+
+    plain = save_adapter(probe_base, tmp_path / "plain.pt", up_std=1.0, fusion="concat")
     msg = error_of(["--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--adapters", f"fac={plain}",
                     "--fusion", "concat"], tmp_path)
     assert str(plain) in msg and "no concat-fusion weights" in msg
-    fused = save_adapter(probe_base, tmp_path / "fused.pt", fusion="concat", include_fusion=True)
-    results, _ = run(["--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--adapters", f"fac={fused}",
-                      "--fusion", "concat"], tmp_path / "o")
+    fused = save_adapter(probe_base, tmp_path / "fused.pt", up_std=1.0, fusion="concat", include_fusion=True)
+    # the same adapter with other fusion weights: only the fusion can make the two runs differ
+    hub = KAdapterHub.from_pretrained(probe_base, adapters={"fac": fused}, fusion="concat", require_fusion=True)
+    torch.manual_seed(5)
+    torch.nn.init.normal_(hub.model.fusion.proj["fac"].weight, std=0.5)
+    other = tmp_path / "other.pt"
+    hub.save_adapters(str(other), include_fusion=True)
+    args = ["--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--fusion", "concat"]
+    results, preds = run(args + ["--adapters", f"fac={fused}"], tmp_path / "o")
+    _, other_preds = run(args + ["--adapters", f"fac={other}"], tmp_path / "other")
     assert results["model"]["fusion"] == "concat" and results["n_facts"] == 10
+    assert [p["id"] for p in preds] == [p["id"] for p in other_preds]
+    assert any((p["topk"], p["rank"]) != (q["topk"], q["rank"]) for p, q in zip(preds, other_preds))
+
+    # and the scores are the LM head over Linear(2H->H)([h_L ; a_K]) with the saved weights, at the mask
+    from kadapter_fairseq.probe.lama import MaskedLMScorer, Vocabulary
+
+    hub = KAdapterHub.from_pretrained(probe_base, adapters={"fac": fused}, fusion="concat", require_fusion=True)
+    saved = torch.load(fused, weights_only=False)["fusion"]["state_dict"]
+    vocab = Vocabulary(hub.dictionary, hub.bpe)
+    tokens = vocab.encode_sentence("Obama was born in [MASK] .", first=True).unsqueeze(0)
+    pos = int(tokens[0].eq(vocab.mask_idx).nonzero()[0])
+    scores = MaskedLMScorer(hub)(tokens, torch.tensor([pos]))
+    with torch.no_grad():
+        _, extra = hub.model.extract_features(tokens)
+        both = torch.cat([extra["base"][0, pos], extra["adapters"]["fac"][0, pos]])
+        expected = hub.model.encoder.lm_head(both @ saved["proj.fac.weight"].T + saved["proj.fac.bias"])
+    assert torch.allclose(scores["adapters"][0], expected, atol=1e-4)
+
+
+def test_fusion_add_is_refused_with_the_new_name(probe_base, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["lama", "--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--fusion", "add",
+              "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "now called `delta`" in err and "--fusion delta" in err
+
+
+def _former_add_readout(hub, tokens, positions):
+    """The probe's scores as its former `add` readout computed them (before the model had a delta
+    fusion): h_L + Σ (a_K − s_K) at the mask, s_K from the adapter's skip connections alone."""
+    model = hub.model
+    rows = torch.arange(tokens.size(0))
+    with torch.no_grad():
+        _, extra = model.extract_features(tokens)
+        feature = extra["base"][rows, positions]
+        for name, adapter in model.adapters.items():
+            skip = None
+            for plug, layer in zip(adapter.cfg.plug_layers, adapter.layers):
+                hidden = extra["inner_states"][plug][positions, rows]
+                skip = hidden if skip is None else hidden + skip
+            feature = feature + extra["adapters"][name][rows, positions] - skip
+        return model.encoder.lm_head(feature)
+
+
+def test_delta_fusion_gives_the_former_add_readouts_results(probe_base, tmp_path):
+    """The readout moved from the probe into the model (fusion `delta`): same scores up to float
+    rounding, and the same top-k and ranks on every probed fact."""
+    from kadapter_fairseq.hub import KAdapterHub
+    from kadapter_fairseq.probe.lama import MaskedLMScorer, Vocabulary, build_queries, pad, read_corpus, run_queries
+
+    loud = save_adapter(probe_base, tmp_path / "loud.pt", up_std=1.0)
+    hub = KAdapterHub.from_pretrained(probe_base, adapters={"fac": loud}, fusion="delta")
+    vocab = Vocabulary(hub.dictionary, hub.bpe)
+    queries, _ = build_queries(read_corpus(FIXTURE, "TREx", True), vocab, True, hub.model.max_positions())
+    scorer = MaskedLMScorer(hub)
+
+    class Former:
+        def __call__(self, tokens, positions, base=True, adapted=True):
+            return {"adapters": _former_add_readout(hub, tokens, positions)}
+
+    now = run_queries(queries, scorer, vocab, 10, 4, ["adapters"])
+    before = run_queries(queries, Former(), vocab, 10, 4, ["adapters"])
+    assert [now[id(q)] for q in queries] == [before[id(q)] for q in queries]
+    tokens, positions = pad(queries, hub.dictionary.pad())
+    assert torch.allclose(scorer(tokens, positions, base=False)["adapters"], _former_add_readout(hub, tokens, positions), atol=1e-5)
+    results, preds = run(["--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--adapters", f"fac={loud}"],
+                         tmp_path / "cli")
+    assert results["model"]["fusion"] == "delta"
+    assert {p["id"]: (p["topk"], p["rank"]) for p in preds} == {q.fact.id: before[id(q)]["adapters"] for q in queries}
+
+
+def test_bf16_probe_stores_the_model_in_bf16_and_scores_in_fp32(probe_base, tmp_path):
+    from kadapter_fairseq.hub import KAdapterHub
+    from kadapter_fairseq.probe.lama import MaskedLMScorer, Vocabulary, build_queries, pad, read_corpus
+
+    loud = save_adapter(probe_base, tmp_path / "loud.pt", up_std=1.0)
+    args = ["--roberta-dir", probe_base, "--data", FIXTURE, "--corpus", "TREx", "--adapters", f"fac={loud}", "--compare"]
+    results, preds = run(args + ["--bf16"], tmp_path / "bf16")
+    assert results["model"]["precision"] == "bf16" and results["provenance"]["dtype"] == "bf16"
+    assert results["n_facts"] == 10
+
+    fp32 = KAdapterHub.from_pretrained(probe_base, adapters={"fac": loud}, fusion="delta")
+    bf16 = KAdapterHub.from_pretrained(probe_base, adapters={"fac": loud}, fusion="delta", precision="bf16")
+    # stored once in bf16, every weight: the cast of the fp32 weights, nothing recomputed per call
+    fp32_sd = fp32.model.state_dict()
+    for key, value in bf16.model.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.bfloat16 and torch.equal(value, fp32_sd[key].to(torch.bfloat16)), key
+    # the vocabulary scores come from an fp32 copy of the LM head, equal to the fp32 model's
+    for key, value in bf16.lm_head.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, fp32.model.encoder.lm_head.state_dict()[key]), key
+    vocab = Vocabulary(fp32.dictionary, fp32.bpe)
+    queries, _ = build_queries(read_corpus(FIXTURE, "TREx", True), vocab, True, fp32.model.max_positions())
+    tokens, positions = pad(queries, fp32.dictionary.pad())
+    low, high = MaskedLMScorer(bf16)(tokens, positions), MaskedLMScorer(fp32)(tokens, positions)
+    for side in ("base", "adapters"):
+        assert low[side].dtype == torch.float32
+        # bf16 keeps 8 bits of mantissa: the scores move by a few hundredths of their spread, not more
+        spread = high[side].std().item()
+        assert (low[side] - high[side]).abs().max().item() < 0.1 * spread
+        assert not torch.equal(low[side], high[side])  # the model really ran in bf16
+        assert (low[side].argmax(1) == high[side].argmax(1)).float().mean().item() >= 0.8
 
 
 def test_uhn_filters(biased_base, probe_base, tmp_path):
@@ -279,13 +396,13 @@ def test_hub_reads_each_adapter_file_once(tiny_base, tmp_path, monkeypatch):
 
 def test_batched_scores_equal_the_models_own_output(probe_base, tmp_path):
     """Padding, batching and the mask position change nothing: each row's scores are the LM
-    head's output for that query alone; the add fusion adds a_K minus the sum of the hidden
+    head's output for that query alone; the delta fusion adds a_K minus the sum of the hidden
     states its skip connections carry."""
     from kadapter_fairseq.hub import KAdapterHub
     from kadapter_fairseq.probe.lama import Fact, MaskedLMScorer, Query, Vocabulary, pad
 
     path = save_adapter(probe_base, tmp_path / "a.pt", up_std=1.0)
-    hub = KAdapterHub.from_pretrained(probe_base, adapters={"fac": path}, fusion="add")
+    hub = KAdapterHub.from_pretrained(probe_base, adapters={"fac": path}, fusion="delta")
     vocab = Vocabulary(hub.dictionary, hub.bpe)
     texts = ["Obama was born in [MASK] .", "[MASK] is the capital of Germany and the capital of France .", "A [MASK] can fly ."]
     queries = []
@@ -294,7 +411,7 @@ def test_batched_scores_equal_the_models_own_output(probe_base, tmp_path):
         queries.append(Query(Fact(text, "", "", "", [], ("", 0)), text, tokens, tokens.eq(vocab.mask_idx).nonzero()[0].item(), 0))
     tokens, positions = pad(queries, hub.dictionary.pad())
     assert tokens.eq(hub.dictionary.pad()).any()  # the batch is padded
-    scores = MaskedLMScorer(hub, "add")(tokens, positions)
+    scores = MaskedLMScorer(hub)(tokens, positions)
     model = hub.model
     plugs = model.adapters["fac"].cfg.plug_layers
     with torch.no_grad():

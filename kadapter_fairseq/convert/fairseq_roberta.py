@@ -86,7 +86,8 @@ def repack_roberta_dir(src, dest, overwrite=False, checkpoint="model.pt", **bpe_
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
-    from .hf_roberta import check_dest, save_atomic
+    from .. import atomic
+    from .hf_roberta import check_dest
 
     first = check_roberta_dir(src, checkpoint, **bpe_files)
     src, dest = os.fspath(src), os.fspath(dest)
@@ -115,7 +116,7 @@ def repack_roberta_dir(src, dest, overwrite=False, checkpoint="model.pt", **bpe_
     for from_path, name in copies.items():
         if os.path.abspath(from_path) != os.path.abspath(os.path.join(dest, name)):
             shutil.copyfile(from_path, os.path.join(dest, name))
-    save_atomic(
+    atomic.torch_save(
         {
             "args": None,
             "cfg": cfg,

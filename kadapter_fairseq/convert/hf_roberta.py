@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .. import atomic
 from .. import checkpoint_utils as ku
 from ..errors import CheckpointError, ConfigError
 
@@ -425,12 +426,6 @@ def fairseq_checkpoint(model_args: dict, state: Dict[str, torch.Tensor], extra: 
     }
 
 
-def save_atomic(obj, path):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def build_fairseq_roberta(dest: str, checkpoint="model.pt"):
     """The DEST model as fairseq's ``RobertaModel`` (for self-checks), eval mode."""
     from argparse import Namespace
@@ -511,8 +506,8 @@ def convert_hf_roberta(src, dest, overwrite=False, verify=None, allow_eps_mismat
     os.makedirs(dest, exist_ok=True)
     write_bpe_files(dest, vocab, merges)
     write_dict(dest, symbols)
-    save_atomic(fairseq_checkpoint(model_args, state, {"conversion": {"source": result.source, "lm_head": lm_head}}),
-                os.path.join(dest, "model.pt"))
+    atomic.torch_save(fairseq_checkpoint(model_args, state, {"conversion": {"source": result.source, "lm_head": lm_head}}),
+                      os.path.join(dest, "model.pt"))
     model, dictionary = build_fairseq_roberta(dest)  # strict load: a mapping gap fails here, not in training
     if len(dictionary) != rows:
         raise CheckpointError(f"{dest}: dictionary has {len(dictionary)} entries for {rows} embedding rows")

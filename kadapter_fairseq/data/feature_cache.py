@@ -18,7 +18,8 @@ for the multitask set):
   features have been flushed to ``features.bin``;
 - ``manifest.json``: the key (base fingerprint, phase, cached states, the
   frozen adapters' fingerprints in the efficient phase, the data files, the
-  dtype), written atomically when the directory is created. A cache whose key
+  storage dtype, and the precision the base computed in: a ``common.bf16``
+  run's base is stored in bf16), written atomically when the directory is created. A cache whose key
   differs from the running model and data is refused with the reason.
 
 Filling happens in the training process itself (``FeatureCache.fill``, called
@@ -43,6 +44,7 @@ import torch
 from fairseq.data import FairseqDataset
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from .. import atomic
 from ..checkpoint_utils import fingerprint_weights
 from ..errors import ConfigError, KAdapterError
 from ..models.roberta_kadapter import parse_adapter_paths
@@ -135,6 +137,9 @@ def model_key(model, dtype: str) -> dict:
         "phase": "knowledge" if model.adapters_train else "efficient",
         "hidden": int(model.hidden_dim),
         "dtype": dtype,
+        # what the frozen part computed in (a common.bf16 run stores the base in bf16): features from a
+        # bf16 base are not the fp32 run's, whatever the storage type
+        "compute": compute_precision(model),
         "adapters": {},
     }
     if model.adapters_train:
@@ -148,6 +153,15 @@ def model_key(model, dtype: str) -> dict:
             h.update(fingerprint_weights({k: v.float() for k, v in adapter.state_dict().items()}).encode())
             key["adapters"][name] = {"fingerprint": h.hexdigest(), "file": paths.get(name, "")}
     return key
+
+
+COMPUTE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def compute_precision(model) -> str:
+    """The type the model's frozen base is stored (and so computes) in."""
+    dtype = model.encoder.sentence_encoder.embed_tokens.weight.dtype
+    return COMPUTE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
 
 
 def data_key(prefix: str, sizes: np.ndarray) -> dict:
@@ -184,6 +198,10 @@ def stale_reasons(stored: dict, wanted: dict, prefix: str) -> List[str]:
             reasons.append(f"adapter {name!r} changed{where}: its weights or architecture differ from those the cache was built with")
     if stored.get("dtype") != wanted["dtype"]:
         reasons.append(f"it stores {stored.get('dtype')} but task.feature_cache_dtype={wanted['dtype']}")
+    # caches written before the key recorded it are taken as they are: nothing says what they were computed in
+    if "compute" in stored and stored["compute"] != wanted["compute"]:
+        reasons.append(f"it was filled by a model computing in {stored['compute']}, this run computes in {wanted['compute']} "
+                       "(common.bf16 / common.fp16)")
     if stored.get("hidden") != wanted["hidden"]:
         reasons.append(f"it holds H={stored.get('hidden')}, the model's H is {wanted['hidden']}")
     sd, wd = stored.get("data") or {}, wanted["data"]
@@ -323,12 +341,7 @@ class FeatureStore:
             "bytes": size,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        tmp = manifest_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, manifest_path)  # the cache exists from here on, whole or not at all
+        atomic.write_json(manifest_path, manifest, indent=1, sort_keys=True)  # the cache exists from here on, whole or not at all
         self._map()
 
     def _check_files(self):

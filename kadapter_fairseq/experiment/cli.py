@@ -27,7 +27,8 @@ def build_parser():
     run = sub.add_parser("run", help="run (or finish) an experiment")
     run.add_argument("config", help="experiment YAML (e.g. examples/experiments/demo.yaml)")
     run.add_argument("--out", required=True, help="output directory (created; reused to resume)")
-    run.add_argument("--check", action="store_true", help="compose and validate the config, print the plan size, run nothing")
+    run.add_argument("--check", action="store_true", help="validate the config and plan every run (composing its "
+                     "training config), print the plan size, run nothing")
     run.add_argument("overrides", nargs="*", help="key=value overrides (hydra syntax)")
     rep = sub.add_parser("report", help="rebuild results.json, results.md and results.png from DIR/runs")
     rep.add_argument("dir")
@@ -75,9 +76,19 @@ def main(argv=None):
         mine, launcher = split_overrides(args.overrides)
         exp = load_experiment(args.config, mine)
         if args.check:
-            runs = sum(len(exp.variants) * len(exp.task_sizes(t)) * len(exp.seeds) for t in exp.tasks.values())
-            print(f"{args.config}: valid; {runs} runs ({', '.join(exp.tasks)} x {', '.join(v.name for v in exp.variants)} "
-                  f"x seeds {exp.seeds})")
+            from .plan import plan_experiment
+            from .runner import describe
+
+            # planning composes every run's fairseq config: a bad override fails here, not mid-grid
+            plan = plan_experiment(exp, args.out)
+            units = "" if not exp.several_knowledge_seeds else \
+                f"; knowledge seeds {[u.knowledge_seed for u in exp.units]}, downstream seeds per unit " \
+                f"{[u.seeds for u in exp.units]}"
+            print(f"{args.config}: valid; {len(plan.runs)} runs ({', '.join(exp.tasks)} x "
+                  f"{', '.join(v.name for v in exp.variants)} x seeds {exp.seeds}{units}); "
+                  f"{len(plan.knowledge)} knowledge stage(s); {describe(exp).split('; ', 1)[1]}")
+            for problem, what in plan.runtime_problems().items():
+                print(f"note: {len(what)} training(s) cannot run on this machine (e.g. {what[0]}): {problem}")
             return 0
         from .runner import run_experiment
 

@@ -1,28 +1,27 @@
-"""The commands an experiment runs, echoed as a user would type them, executed in-process or as CLIs.
+"""Commands as a user types them, and running a tool in this process or as its CLI.
 
-Every step of an experiment is one of the project's command-line tools (``kadapter-train``,
-``kadapter-export``, ``kadapter-predict``, ``kadapter-score``, ``python -m data_prep.*``). A
-``Command`` holds its name and arguments; ``execute`` runs it either as that CLI in a child
-process (``execution: subprocess``) or by calling the same entry function in this process
+Every step of an experiment is equivalent to one of the project's command-line tools
+(``kadapter-train``, ``kadapter-export``, ``kadapter-predict``, ``kadapter-score``,
+``kadapter-probe``, ``kadapter-build-base``, ``python -m data_prep.*``). A ``Command`` is derived from a step's typed
+description and only ever goes one way: to the echo, to ``metrics.json`` (the resume check) and to
+a child process (``execution: subprocess``). Nothing reads a command line back.
+
+``run_tool`` runs a tool whose result is the files it writes (converters, export, predict, build
+base): as its CLI in a child process, or by calling the same ``main(argv)`` in this process
 (``execution: inprocess``, the default: each fairseq CLI start spends seconds importing, which
-dominates small runs). Both write the tool's output to a log file; the in-process path resets
-the module-level state fairseq keeps between runs (its best-checkpoint and early-stopping
-memories), so a run gives the same numbers either way (tests/test_experiment.py checks it).
+dominates small runs). ``captured`` routes what an in-process step prints to its log.
 """
 import contextlib
-import io
 import logging
 import os
 import re
 import shlex
 import subprocess
 import sys
-import warnings
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
 
 from ..errors import KAdapterError
-from ..fairseq_compat import compose_train_config, reset_training_state  # noqa: F401  (re-exported)
 
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
@@ -33,17 +32,25 @@ TOOLS = {
     "kadapter-predict": "kadapter_fairseq.predict",
     "kadapter-score": "kadapter_fairseq.scoring.cli",
     "kadapter-build-base": "kadapter_fairseq.tools.build_base",
+    "kadapter-probe": "kadapter_fairseq.probe.cli",
 }
 
 
 class StepFailed(KAdapterError):
-    """A command of the experiment exited with an error; the message names its log."""
+    """A step of the experiment exited with an error; the message names its log."""
+
+
+def shown(path: str) -> str:
+    """A path as commands show it: relative to the current directory when inside it."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, os.getcwd())
+    return path if rel.startswith("..") else rel
 
 
 @dataclass
 class Command:
     tool: str  # a console script of TOOLS, or a module run with ``python -m``
-    args: List[str]
+    args: List[str] = field(default_factory=list)
     threads: Optional[int] = None  # torch threads: part of the command, since other counts give other floats
 
     @property
@@ -78,24 +85,7 @@ def child_env(threads: Optional[int]) -> dict:
     return env
 
 
-def execute(cmd: Command, log_path: str, inprocess: bool, cwd: Optional[str] = None) -> str:
-    """Run ``cmd``, appending its output to ``log_path``; returns what it printed on stdout."""
-    threads = cmd.threads
-    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {cmd.shown()}\n")
-        log.flush()
-        if inprocess:
-            out, code = _in_process(cmd, log, threads, cwd)
-        else:
-            out, code = _subprocess(cmd, log, threads, cwd)
-    if code:
-        tail = _tail(log_path, 25)
-        raise StepFailed(f"{cmd.tool} failed (exit {code}); log: {log_path}\n{tail}")
-    return out
-
-
-def _tail(path: str, n: int) -> str:
+def tail(path: str, n: int = 25) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return "".join(f.readlines()[-n:])
@@ -103,29 +93,59 @@ def _tail(path: str, n: int) -> str:
         return ""
 
 
-def _subprocess(cmd, log, threads, cwd):
-    proc = subprocess.run(cmd.argv(), stdout=subprocess.PIPE, stderr=log, text=True, env=child_env(threads), cwd=cwd)
-    log.write(proc.stdout)
-    return proc.stdout, proc.returncode
+def failed(cmd: Command, code: int, log_path: str) -> StepFailed:
+    return StepFailed(f"{cmd.tool} failed (exit {code}); log: {log_path}\n{tail(log_path)}")
 
 
-class _Tee(io.TextIOBase):
-    def __init__(self, *streams):
-        self.streams = streams
+def run_cli(cmd: Command, log_path: str):
+    """``cmd`` as its CLI in a child process, its output appended to ``log_path`` (which shows the command first)."""
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {cmd.shown()}\n")
+        log.flush()
+        code = subprocess.run(cmd.argv(), stdout=log, stderr=subprocess.STDOUT, env=child_env(cmd.threads)).returncode
+    if code:
+        raise failed(cmd, code, log_path)
 
-    def write(self, s):
-        for st in self.streams:
-            st.write(s)
-        return len(s)
 
-    def flush(self):
-        for st in self.streams:
-            st.flush()
+def run_in_process(cmd: Command, log_path: str, fn: Callable[[], Optional[int]]):
+    """``fn()``, the in-process equivalent of ``cmd``, with its output appended to ``log_path``."""
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {cmd.shown()}\n")
+        log.flush()
+        with captured(log, cmd.threads):
+            try:
+                code = fn() or 0
+            except SystemExit as e:  # argparse and the tools' own exits
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, int) and e.code is not None:
+                    print(e.code, file=sys.stderr)
+            except KAdapterError as e:
+                print(f"{cmd.tool}: error: {e}", file=sys.stderr)
+                code = 2
+            except Exception:  # noqa: BLE001  (a crash in a tool: keep the traceback in its log)
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+    if code:
+        raise failed(cmd, code, log_path)
+
+
+def run_tool(cmd: Command, log_path: str, inprocess: bool):
+    """A tool whose result is the files it writes: its ``main(argv)`` here, or its CLI."""
+    if not inprocess:
+        return run_cli(cmd, log_path)
+    import importlib
+
+    return run_in_process(cmd, log_path, lambda: importlib.import_module(cmd.module).main(list(cmd.args)))
 
 
 @contextlib.contextmanager
-def _captured(log, threads):
-    """Route logging, stdout and stderr of in-process tools to ``log``; restore everything after."""
+def captured(log, threads: Optional[int]):
+    """Route logging, stdout and stderr of in-process steps to ``log`` and fix torch's thread
+    count; restore everything after."""
     import torch
 
     root = logging.getLogger()
@@ -138,10 +158,9 @@ def _captured(log, threads):
     if threads:
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # for the tools' own children
-    out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(_Tee(out, log)), contextlib.redirect_stderr(log):
-            yield out
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
     finally:
         root.handlers = handlers
         root.setLevel(level)
@@ -152,60 +171,3 @@ def _captured(log, threads):
             else:
                 os.environ[k] = v
         log.flush()
-
-
-def _in_process(cmd, log, threads, cwd):
-    import importlib
-
-    if cwd and os.path.abspath(cwd) != os.getcwd():
-        raise KAdapterError("in-process commands run in the current directory")
-    with _captured(log, threads) as out:
-        try:
-            if cmd.tool == "kadapter-train":
-                train_in_process(cmd.args)
-                code = 0
-            else:
-                code = importlib.import_module(cmd.module).main(list(cmd.args)) or 0
-        except SystemExit as e:  # argparse and the tools' own exits
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if not isinstance(e.code, int) and e.code is not None:
-                print(e.code, file=sys.stderr)
-        except KAdapterError as e:
-            print(f"{cmd.tool}: error: {e}", file=sys.stderr)
-            code = 2
-        except Exception:  # noqa: BLE001  (a crash in a tool: keep the traceback in its log)
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-    return out.getvalue(), code
-
-
-# ---------------------------------------------------------------------------------------------- training
-
-
-def split_train_args(args: List[str]):
-    """``(config_dir, config_name, overrides)`` of a ``kadapter-train`` argument list."""
-    config_dir, config_name, overrides, i = None, None, [], 0
-    while i < len(args):
-        a = args[i]
-        if a in ("--config-dir", "-cd"):
-            config_dir, i = args[i + 1], i + 2
-        elif a in ("--config-name", "-cn"):
-            config_name, i = args[i + 1], i + 2
-        else:
-            overrides.append(a)
-            i += 1
-    if not config_dir or not config_name:
-        raise KAdapterError("kadapter-train needs --config-dir and --config-name")
-    return config_dir, config_name, overrides
-
-
-def train_in_process(args: List[str]):
-    """``kadapter-train ARGS`` in this process (single process: the experiment's runs are CPU or one GPU each)."""
-    from fairseq import distributed_utils
-    from fairseq_cli.train import main as fairseq_main
-
-    cfg = compose_train_config(*split_train_args(args))
-    reset_training_state()
-    distributed_utils.call_main(cfg, fairseq_main)

@@ -1,10 +1,10 @@
-"""A study's statistics and statements, from an experiment's run directories.
+"""A study's statistics and statements, from an experiment's run results.
 
-``kadapter-experiment``'s report calls ``study_section(out_dir, cfg_dict, rows)`` when the
-experiment config has a ``study:`` section (``examples/experiments/knowledge_transfer.yaml``,
-design in ``docs/studies/knowledge_transfer.md``). The section names the study's *arms* and, for
-each downstream phase, the runner variant that implements the arm, the reference arm, and the
-hypotheses::
+``kadapter-experiment``'s report calls ``study_section(layout, record, results)`` when the
+experiment has a ``study:`` section (validated with the rest of the config before anything
+trains: ``config._study``; ``examples/experiments/knowledge_transfer.yaml``, design in
+``docs/studies/knowledge_transfer.md``). The section names the study's *arms* and, for each
+downstream phase, the variant that implements the arm, the reference arm, and the hypotheses::
 
     study:
       task: fewrel_kt                 # the experiment task the study reads
@@ -19,23 +19,40 @@ hypotheses::
         - {id: H1, arm: fac, versus: no-knowledge, claim: "knowledge-trained adapters help beyond their parameters"}
 
 Everything is computed from the prediction files: a run's score is TACRED's micro-F1 of its
-predictions against the gold file (the number ``kadapter-score`` prints; the runner's
-``metrics.json`` is compared with it), and the difference between two arms gets a paired
-bootstrap interval over test examples, pooled across seeds (``bootstrap_diff``).
+predictions against the gold file, counted by ``kadapter_fairseq/scoring/classification.py`` (the number
+``kadapter-score`` gives; the runner's ``metrics.json`` is compared with it). The table shows mean
+± std over units (downstream seeds, or knowledge seeds each scored as the mean of its downstream
+seeds, as ``report.units``). The difference between two arms gets two statistics, which answer
+different questions:
+
+- a paired bootstrap interval over test examples, pooled across all their runs (``bootstrap_diff``;
+  the study's pre-registered interval): how much the difference could move with another draw of
+  test examples, *given these runs*; it does not see how much another knowledge or downstream seed
+  would move it;
+- Welch's test over the units' scores (``stats.compare``, the rule of every report): whether the
+  difference exceeds the spread between units, i.e. between knowledge seeds when the experiment
+  trains its knowledge with several (each the mean of its downstream seeds). With one knowledge seed
+  the units are downstream seeds, and the knowledge training's own spread is not measured at all.
+
+With two training sizes or more, the section also lists each hypothesis's difference by size (the
+design's expectation about how it changes with labelled data is judged in the study's document).
 """
-import json
+import dataclasses
 import os
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..scoring.classification import NO_RELATION, relation_example_counts
+from .layout import STUDY_PNG, Layout
+from .plan import ExperimentRecord
+from . import stats
+from .report import RunResult, unit_score, units
+from .sizes import TrainSize
 
-NEGATIVE = "no_relation"
-SEED_DIR = re.compile(r"^seed(\d+)$")
-SIZE_DIR = re.compile(r"^(\d+(?:\.\d+)?)(?:-(per-label|examples))?$")
-PLOT_FILE = "study.png"
+NEGATIVE = NO_RELATION
+PLOT_FILE = STUDY_PNG
 
 
 # ---------------------------------------------------------------------------------------------- the statistic
@@ -46,12 +63,7 @@ def relation_counts(gold: Sequence[str], pred: Sequence[Optional[str]], negative
     which is a wrong positive guess, as the scorer treats it)."""
     out = np.zeros((len(gold), 3))
     for i, (g, p) in enumerate(zip(gold, pred)):
-        correct = p is not None and p == g
-        if p is None or p != negative:
-            out[i, 0] = correct
-            out[i, 1] = not correct
-        if g != negative and not correct:
-            out[i, 2] = 1
+        out[i] = relation_example_counts(g, p, negative)
     return out
 
 
@@ -64,24 +76,26 @@ def micro_f1(counts: np.ndarray) -> np.ndarray:
 
 def bootstrap_diff(gold: Sequence[str], preds_a: Sequence[Sequence[Optional[str]]], preds_b: Sequence[Sequence[Optional[str]]],
                    negative: str = NEGATIVE, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Paired bootstrap of micro-F1(a) - micro-F1(b), pooled across seeds.
+    """Paired bootstrap of micro-F1(a) - micro-F1(b), pooled across runs.
 
-    ``preds_a`` / ``preds_b``: one prediction list per seed, each aligned with ``gold``. A replicate
-    draws ``len(gold)`` test examples with replacement; every seed of both arms is scored on that
-    same draw, and an arm's score is its micro-F1 over all its seeds' predictions together (the
-    counts pooled). The interval is the percentile interval of the replicates' differences.
+    ``preds_a`` / ``preds_b``: one prediction list per run, each aligned with ``gold``. A replicate
+    draws ``len(gold)`` test examples with replacement; every run of both arms is scored on that
+    same draw, and an arm's score is its micro-F1 over all its runs' predictions together (the
+    counts pooled). The interval is the percentile interval of the replicates' differences; the
+    draws come from ``numpy.random.default_rng(seed)`` (the study pre-registered this method, so
+    its published intervals are reproducible to the last digit).
     """
     n = len(gold)
     if n == 0:
         raise ValueError("no test example to resample")
     if not preds_a or not preds_b:
-        raise ValueError("each arm needs at least one seed's predictions")
+        raise ValueError("each arm needs at least one run's predictions")
     per_example = []
     for preds in (preds_a, preds_b):
         for p in preds:
             if len(p) != n:
                 raise ValueError(f"a prediction list has {len(p)} entries for {n} gold examples")
-        # counts summed over seeds per example: the same draw applies to every seed
+        # counts summed over runs per example: the same draw applies to every run
         per_example.append(sum(relation_counts(gold, p, negative) for p in preds))
     point = float(micro_f1(per_example[0].sum(0)) - micro_f1(per_example[1].sum(0)))
     rng = np.random.default_rng(seed)
@@ -94,17 +108,69 @@ def bootstrap_diff(gold: Sequence[str], preds_a: Sequence[Sequence[Optional[str]
             "n_examples": n, "seeds_a": len(preds_a), "seeds_b": len(preds_b)}
 
 
-def statement(hypothesis: dict, where: str, ci: dict) -> str:
-    """One sentence saying whether the interval of ``arm - versus`` excludes zero."""
+def statement(hypothesis: dict, where: str, ci: dict, welch: Optional[dict] = None) -> str:
+    """One sentence saying whether the interval of ``arm - versus`` excludes zero, and (given ``welch``,
+    a ``unit_test``) whether the difference exceeds the spread between units."""
     arm, versus, claim = hypothesis["arm"], hypothesis["versus"], hypothesis.get("claim", "")
     span = f"[{ci['low']:+.3f}, {ci['high']:+.3f}]"
     head = f"{hypothesis.get('id', '')} ({where}): {arm} - {versus} = {ci['diff']:+.3f}, 95% interval {span}"
     if ci["low"] > 0:
-        return f"{head} excludes zero: {arm} scores higher than {versus}" + (f", evidence that {claim}." if claim else ".")
-    if ci["high"] < 0:
+        text = f"{head} excludes zero: {arm} scores higher than {versus}" + (f", evidence that {claim}." if claim else ".")
+    elif ci["high"] < 0:
         against = f", evidence against the claim that {claim}." if claim else "."
-        return f"{head} excludes zero, below it: {arm} scores lower than {versus}{against}"
-    return f"{head} includes zero: no evidence that {claim or f'{arm} differs from {versus}'}."
+        text = f"{head} excludes zero, below it: {arm} scores lower than {versus}{against}"
+    else:
+        text = f"{head} includes zero: no evidence that {claim or f'{arm} differs from {versus}'}."
+    if welch is None:
+        return text
+    text = f"{text} {unit_sentence(welch)}"
+    if welch["unit"] == "knowledge_seed" and welch["exceeds_noise"] is not None:
+        text = f"{text} {joint_verdict(ci, welch, arm, versus)}"
+    return text
+
+
+def joint_verdict(ci: dict, welch: dict, arm: str, versus: str) -> str:
+    """The reading rule of a design with knowledge seeds: a difference is established only when the interval
+    over test examples and Welch's test over knowledge seeds both exclude it being zero, in the same direction."""
+    up, down = ci["low"] > 0, ci["high"] < 0
+    beyond = welch["exceeds_noise"]
+    if beyond and up and welch["diff"] > 0:
+        return f"Both statistics agree: {arm} scores higher than {versus}."
+    if beyond and down and welch["diff"] < 0:
+        return f"Both statistics agree: {arm} scores lower than {versus}."
+    if not beyond and not up and not down:
+        return f"Neither statistic separates {arm} from {versus}."
+    return "The two statistics disagree: not established."
+
+
+def unit_test(a: Sequence[float], b: Sequence[float], unit: str) -> dict:
+    """Welch's test over two arms' unit scores (``stats.compare``), with the units it saw."""
+    out = stats.compare(list(a), list(b))
+    out.update(unit=unit, n_a=len(a), n_b=len(b))
+    return out
+
+
+def unit_sentence(w: dict) -> str:
+    units_word = "knowledge seeds" if w["unit"] == "knowledge_seed" else "seeds"
+    head = f"Over {units_word} (n = {w['n_a']} and {w['n_b']}): {w['diff']:+.3f}"
+    if w["exceeds_noise"] is None:
+        return f"{head}, too few units for a noise estimate."
+    spread = "the knowledge-seed spread" if w["unit"] == "knowledge_seed" else "the seed spread"
+    verdict = "exceeds" if w["exceeds_noise"] else "does not exceed"
+    return f"{head}, Welch p {p_text(w['p'])}: {verdict} {spread}."
+
+
+def p_text(p: Optional[float]) -> str:
+    return "–" if p is None else "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def trend_sentence(h: dict, phase: str, points: List[Tuple[TrainSize, dict]]) -> str:
+    """A hypothesis's difference at each training size, smallest first, and which way it moved."""
+    values = ", ".join(f"{ci['diff']:+.3f} ({size_label(size)})" for size, ci in points)
+    first, last = points[0][1]["diff"], points[-1][1]["diff"]
+    way = "larger" if last > first else "smaller" if last < first else "the same"
+    return (f"{h.get('id', '')} ({phase}): {h['arm']} - {h['versus']} = {values}: {way} at the largest training "
+            f"size than at the smallest ({last - first:+.3f}).")
 
 
 # ---------------------------------------------------------------------------------------------- reading runs
@@ -115,236 +181,167 @@ def read_gold(path: str) -> Tuple[List[str], List[str]]:
     from ..data.downstream import read_relation_records
     from ..scoring.predictions import normalize_id
 
+    if not os.path.isfile(path):
+        raise DataError(path, None, "gold file not found")
     ids, labels = [], []
-    for rec in read_relation_records(gold_path_check(path)):
+    for rec in read_relation_records(path):
         ids.append(normalize_id(rec.id))
         labels.append(rec.relation)
     return ids, labels
 
 
-def gold_path_check(path: str) -> str:
-    if not os.path.isfile(path):
-        raise DataError(path, None, "gold file not found")
-    return path
-
-
-def prediction_file(run_dir: str) -> Optional[str]:
-    """The run's prediction file (JSON lines); ``metrics.json`` may name it, else the one ``*.jsonl``."""
-    metrics = os.path.join(run_dir, "metrics.json")
-    if os.path.isfile(metrics):
-        with open(metrics, encoding="utf-8") as f:
-            named = json.load(f).get("predictions")
-        if isinstance(named, str):
-            path = named if os.path.isabs(named) else os.path.join(run_dir, named)
-            if os.path.isfile(path):
-                return path
-    found = sorted(n for n in os.listdir(run_dir) if n.endswith(".jsonl"))
-    if len(found) > 1:
-        preferred = [n for n in found if "pred" in n]
-        found = preferred or found
-    return os.path.join(run_dir, found[0]) if found else None
-
-
-def read_run(run_dir: str, gold_ids: Sequence[str]) -> List[Optional[str]]:
+def read_predictions(run: RunResult, gold_ids: Sequence[str]) -> List[Optional[str]]:
     """The run's predicted labels aligned with ``gold_ids`` (``None`` where an id is not predicted)."""
-    from ..scoring.predictions import is_label, read_predictions
+    from ..scoring.predictions import is_label, read_predictions as read
 
-    path = prediction_file(run_dir)
-    if path is None:
-        raise DataError(run_dir, None, "no prediction file (*.jsonl) in the run directory")
-    preds = read_predictions(path, "label", is_label)
+    if not run.predictions or not os.path.isfile(run.predictions):
+        raise DataError(run.predictions or run.dir, None, "the run's predictions file is missing")
+    preds = read(run.predictions, "label", is_label)
     return [preds.get(i) for i in gold_ids]
 
 
-def runner_metric(run_dir: str, metric: str) -> Optional[float]:
-    """The metric the runner recorded in ``metrics.json`` (top level or under ``test``/``score``)."""
-    path = os.path.join(run_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        m = json.load(f)
-    for holder in (m, m.get("test"), m.get("score"), m.get("scores")):
-        if isinstance(holder, dict) and isinstance(holder.get(metric), (int, float)):
-            return float(holder[metric])
-    return None
-
-
-def size_of(label: Optional[str]) -> Tuple[float, str]:
-    """``(x value, x label)`` of a run directory's size component (``10-per-label``, ``0.05``, none)."""
-    if label is None:
-        return float("inf"), "all"
-    m = SIZE_DIR.match(label)
-    if not m:
-        return float("nan"), label
-    return float(m.group(1)), label
-
-
-def collect_runs(task_dir: str, variant: str) -> Dict[Optional[str], Dict[int, str]]:
-    """``{size label or None: {seed: run dir}}`` for one variant (only runs that finished: metrics.json)."""
-    vdir = os.path.join(task_dir, variant)
-    out: Dict[Optional[str], Dict[int, str]] = {}
-    if not os.path.isdir(vdir):
-        return out
-    for name in sorted(os.listdir(vdir)):
-        path = os.path.join(vdir, name)
-        m = SEED_DIR.match(name)
-        if m:
-            if os.path.isfile(os.path.join(path, "metrics.json")):
-                out.setdefault(None, {})[int(m.group(1))] = path
-            continue
-        if os.path.isdir(path):
-            for sub in sorted(os.listdir(path)):
-                m = SEED_DIR.match(sub)
-                if m and os.path.isfile(os.path.join(path, sub, "metrics.json")):
-                    out.setdefault(name, {})[int(m.group(1))] = os.path.join(path, sub)
-    return out
+def size_label(size: TrainSize) -> str:
+    return "all training examples" if size.is_full else size.text(per="relation")
 
 
 # ---------------------------------------------------------------------------------------------- the section
 
 
-def _study_config(cfg: dict) -> dict:
-    study = cfg.get("study")
-    if not isinstance(study, dict):
-        raise ConfigError("study: expected a mapping (arms, reference, hypotheses)")
-    arms = study.get("arms")
-    if not isinstance(arms, dict) or not arms:
-        raise ConfigError("study.arms: expected a mapping arm -> {phase: variant}")
-    variants = set(cfg.get("variants") or [])
-    for arm, phases in arms.items():
-        if not isinstance(phases, dict) or not phases:
-            raise ConfigError(f"study.arms.{arm}: expected a mapping phase -> variant")
-        for phase, variant in phases.items():
-            if variants and variant not in variants:
-                raise ConfigError(f"study.arms.{arm}.{phase}: {variant!r} is not one of the experiment's variants")
-    reference = study.get("reference", "no-knowledge")
-    if reference not in arms:
-        raise ConfigError(f"study.reference: {reference!r} is not one of study.arms")
-    for i, h in enumerate(study.get("hypotheses") or []):
-        for key in ("arm", "versus"):
-            if not isinstance(h, dict) or h.get(key) not in arms:
-                raise ConfigError(f"study.hypotheses[{i}].{key}: expected one of study.arms")
-    tasks = list((cfg.get("tasks") or {}).keys())
-    task = study.get("task") or (tasks[0] if len(tasks) == 1 else None)
-    if task not in tasks:
-        raise ConfigError(f"study.task: expected one of the experiment's tasks ({', '.join(tasks)})")
-    return {**study, "reference": reference, "task": task}
+def analyse(record: ExperimentRecord, results: List[RunResult]) -> Tuple[dict, List[TrainSize]]:
+    """Every number of the study section (per arm, phase and size the units' scores; per comparison the
+    interval), and the training sizes in table order."""
+    study = record.study
+    task = study.task
+    negative = study.negative_label
+    gold_ids, gold = read_gold(record.tasks[task].gold)
+    by_kseed = record.several_knowledge_seeds
+    unit_kind = "knowledge_seed" if by_kseed else "seed"
 
-
-def _gold_of(cfg: dict, task: str) -> str:
-    from .config import project_root
-
-    t = cfg["tasks"][task]
-    score = t.get("score") or {}
-    gold = score.get("gold") or ((t.get("data") or {}).get("splits") or {}).get(score.get("split", "test"))
-    if not gold:
-        raise ConfigError(f"tasks.{task}.score.gold: the study needs the gold file of the scored split")
-    return gold if os.path.isabs(gold) else os.path.join(project_root(), gold)
-
-
-def analyse(out_dir: str, cfg: dict) -> dict:
-    """Every number of the study section: per arm, phase and size the seeds' scores; per comparison the interval."""
-    study = _study_config(cfg)
-    task = study["task"]
-    negative = study.get("negative_label", NEGATIVE)
-    n_boot = int(study.get("n_boot", 1000))
-    boot_seed = int(study.get("seed", 0))
-    gold_ids, gold = read_gold(_gold_of(cfg, task))
-    task_dir = os.path.join(out_dir, "runs", task)
-
-    cells: Dict[tuple, dict] = {}  # (arm, phase, size label) -> {seeds, preds, scores}
+    variant_of = {(arm, phase): variant for arm, phases in study.arms.items() for phase, variant in phases.items()}
+    cells: Dict[Tuple[str, str, TrainSize], dict] = {}  # (arm, phase, size) -> {runs, preds, scores}
     mismatches = []
-    for arm, phases in study["arms"].items():
-        for phase, variant in phases.items():
-            for size, seeds in collect_runs(task_dir, variant).items():
-                cell = {"seeds": [], "preds": [], "scores": [], "variant": variant}
-                for s in sorted(seeds):
-                    preds = read_run(seeds[s], gold_ids)
+    for (arm, phase), variant in variant_of.items():
+        mine = [r for r in results if r.task == task and r.variant == variant]
+        for size in sorted({r.size for r in mine}, key=TrainSize.sort_key):
+            cell = {"variant": variant, "runs": [], "preds": []}
+            for unit, runs in units([r for r in mine if r.size == size], by_kseed):
+                for r in runs:
+                    preds = read_predictions(r, gold_ids)
                     score = float(micro_f1(relation_counts(gold, preds, negative).sum(0)))
-                    recorded = runner_metric(seeds[s], "f1")
-                    if recorded is not None and abs(recorded - score) > 1e-6:
-                        mismatches.append(f"{seeds[s]}: metrics.json f1 {recorded:.6f}, predictions {score:.6f}")
-                    cell["seeds"].append(s)
+                    if "f1" in r.scores and abs(float(r.scores["f1"]) - score) > 1e-6:
+                        mismatches.append(f"{r.dir}: metrics.json f1 {float(r.scores['f1']):.6f}, predictions {score:.6f}")
+                    # the unit's score is computed from the predictions too, so table and intervals agree
+                    r = dataclasses.replace(r, value=score)
+                    cell["runs"].append(r)
                     cell["preds"].append(preds)
-                    cell["scores"].append(score)
-                cells[(arm, phase, size)] = cell
+            cells[(arm, phase, size)] = cell
 
     phases = sorted({p for (_, p, _) in cells})
-    sizes = sorted({s for (_, _, s) in cells}, key=lambda s: size_of(s)[0])
+    sizes = sorted({s for (_, _, s) in cells}, key=lambda s: s.x)
     table = []
     for (arm, phase, size), cell in cells.items():
-        v = np.array(cell["scores"])
-        x = size_of(size)[0]
-        table.append({"arm": arm, "phase": phase, "size": size, "x": x if np.isfinite(x) else None, "variant": cell["variant"],
-                      "seeds": cell["seeds"], "values": [round(x, 6) for x in cell["scores"]],
-                      "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)})
+        grouped = units(cell["runs"], by_kseed)
+        v = np.array([unit_score(runs) for _, runs in grouped])
+        row = {"arm": arm, "phase": phase, "size": size.label, "x": None if size.is_full else size.x,
+               "variant": cell["variant"], "seeds": [u for u, _ in grouped], "values": [round(x, 6) for x in v.tolist()],
+               "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+        if by_kseed:
+            row["unit"] = "knowledge_seed"
+            row["runs"] = {str(u): [r.seed for r in runs] for u, runs in grouped}
+        table.append(row)
 
     def compare(arm, versus, phase, size):
         a, b = cells.get((arm, phase, size)), cells.get((versus, phase, size))
         if not a or not b:
             return None
-        ci = bootstrap_diff(gold, a["preds"], b["preds"], negative, n_boot, boot_seed)
-        ci.update(arm=arm, versus=versus, phase=phase, size=size,
-                  mean_diff=float(np.mean(a["scores"]) - np.mean(b["scores"])),
-                  excludes_zero=bool(ci["low"] > 0 or ci["high"] < 0))
+        ci = bootstrap_diff(gold, a["preds"], b["preds"], negative, study.n_boot, study.seed)
+        units_a = [unit_score(r) for _, r in units(a["runs"], by_kseed)]
+        units_b = [unit_score(r) for _, r in units(b["runs"], by_kseed)]
+        ci.update(arm=arm, versus=versus, phase=phase, size=size.label,
+                  mean_diff=float(np.mean(units_a) - np.mean(units_b)),
+                  excludes_zero=bool(ci["low"] > 0 or ci["high"] < 0),
+                  welch=unit_test(units_a, units_b, unit_kind))
         return ci
 
-    reference = study["reference"]
-    comparisons = [c for arm in study["arms"] if arm != reference for phase in phases for size in sizes
+    reference = study.reference
+    comparisons = [c for arm in study.arms if arm != reference for phase in phases for size in sizes
                    if (c := compare(arm, reference, phase, size)) is not None]
-    hypotheses = []
-    for h in study.get("hypotheses") or []:
+    hypotheses, trends = [], []
+    for h in study.hypotheses:
         for phase in phases:
+            points = []
             for size in sizes:
                 ci = compare(h["arm"], h["versus"], phase, size)
                 if ci is None:
                     continue
-                where = f"{phase}, {size_label(size)}"
+                points.append((size, ci))
                 hypotheses.append({"id": h.get("id"), "arm": h["arm"], "versus": h["versus"], "phase": phase,
-                                   "size": size, "interval": ci, "statement": statement(h, where, ci)})
+                                   "size": size.label, "interval": ci,
+                                   "statement": statement(h, f"{phase}, {size_label(size)}", ci, ci["welch"])})
+            if len(points) > 1:
+                trends.append({"id": h.get("id"), "arm": h["arm"], "versus": h["versus"], "phase": phase,
+                               "diffs": {size.label: ci["diff"] for size, ci in points},
+                               "change": points[-1][1]["diff"] - points[0][1]["diff"],
+                               "statement": trend_sentence(h, phase, points)})
+    arms = list(study.arms)
     return {"task": task, "reference": reference, "metric": "micro-F1 (TACRED scorer, test)", "n_test": len(gold),
-            "n_boot": n_boot, "bootstrap_seed": boot_seed, "phases": phases, "sizes": sizes,
-            "arms": list(study["arms"]),
-            "table": sorted(table, key=lambda r: (r["phase"], list(study["arms"]).index(r["arm"]), size_of(r["size"])[0])),
-            "comparisons": comparisons, "hypotheses": hypotheses, "metric_mismatches": mismatches}
+            "n_boot": study.n_boot, "bootstrap_seed": study.seed, "unit": unit_kind, "seed_noise_rule": stats.rule(by_kseed),
+            "phases": phases, "sizes": [s.label for s in sizes], "arms": arms,
+            "table": sorted(table, key=lambda r: (r["phase"], arms.index(r["arm"]),
+                                                   r["x"] if r["x"] is not None else float("inf"))),
+            "comparisons": comparisons, "hypotheses": hypotheses, "trends": trends,
+            "metric_mismatches": mismatches}, sizes
 
 
-def size_label(size: Optional[str]) -> str:
-    if size is None:
-        return "all training examples"
-    x, label = size_of(size)
-    if label.endswith("-per-label"):
-        return f"{int(x)} per relation"
-    return label
-
-
-def markdown(result: dict, plot: Optional[str]) -> str:
-    arms, phases, sizes = result["arms"], result["phases"], result["sizes"]
+def markdown(result: dict, sizes: List[TrainSize], plot: Optional[str]) -> str:
+    arms, phases = result["arms"], result["phases"]
     by = {(r["arm"], r["phase"], r["size"]): r for r in result["table"]}
+    by_kseed = result["unit"] == "knowledge_seed"
+    over = "knowledge seeds (n), each the mean of its downstream seeds" if by_kseed else "seeds (n seeds)"
     lines = [f"## Study: {result['task']} (test {result['metric']}, {result['n_test']} test examples)", ""]
     for phase in phases:
-        lines += [f"### train_phase={phase}: mean ± std over seeds (n seeds)", "",
+        lines += [f"### train_phase={phase}: mean ± std over {over}", "",
                   "| arm | " + " | ".join(size_label(s) for s in sizes) + " |",
                   "|---|" + "---|" * len(sizes)]
         for arm in arms:
             cells = []
             for s in sizes:
-                r = by.get((arm, phase, s))
+                r = by.get((arm, phase, s.label))
                 cells.append(f"{r['mean']:.3f} ± {r['std']:.3f} ({r['n']})" if r else "–")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"### Difference to `{result['reference']}` (pooled micro-F1, paired bootstrap over test examples "
-              f"pooled across seeds, {result['n_boot']} replicates, 95% percentile interval)", "",
-              "| phase | size | arm | difference | 95% interval | excludes 0 |", "|---|---|---|---|---|---|"]
+    runs = "runs" if by_kseed else "seeds"
+    units_word = "knowledge seeds" if by_kseed else "seeds"
+    lines += [f"### Difference to `{result['reference']}`", "",
+              f"Pooled micro-F1 difference with a paired bootstrap over test examples pooled across {runs} "
+              f"({result['n_boot']} replicates, 95% percentile interval); beside it the difference of the mean unit "
+              f"scores and Welch's test over units ({units_word}; p < {stats.ALPHA:g}: beyond the units' spread).", "",
+              "| phase | size | arm | difference | 95% interval | excludes 0 | over units | Welch p | beyond unit spread |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    label = {s.label: s for s in sizes}
     for c in result["comparisons"]:
-        lines.append(f"| {c['phase']} | {size_label(c['size'])} | {c['arm']} | {c['diff']:+.3f} | "
-                     f"[{c['low']:+.3f}, {c['high']:+.3f}] | {'yes' if c['excludes_zero'] else 'no'} |")
+        w = c["welch"]
+        p = p_text(w["p"]).lstrip("= ")
+        beyond = "–" if w["exceeds_noise"] is None else ("yes" if w["exceeds_noise"] else "no")
+        lines.append(f"| {c['phase']} | {size_label(label[c['size']])} | {c['arm']} | {c['diff']:+.3f} | "
+                     f"[{c['low']:+.3f}, {c['high']:+.3f}] | {'yes' if c['excludes_zero'] else 'no'} | "
+                     f"{w['diff']:+.3f} (n={w['n_a']}, {w['n_b']}) | {p} | {beyond} |")
     lines += ["", "### Hypotheses", ""]
     lines += [f"- {h['statement']}" for h in result["hypotheses"]] or ["- (no hypothesis could be tested: runs missing)"]
-    lines += ["", "The interval covers test-example sampling for these seeds; the seeds' spread is the ± std above. "
-              "Intervals are per comparison (no multiplicity correction)."]
+    if result["trends"]:
+        lines += ["", "### Over training sizes", ""] + [f"- {t['statement']}" for t in result["trends"]]
+    if by_kseed:
+        spread = ("The interval covers test-example sampling for these runs only; the spread between knowledge seeds "
+                  "(each trained its knowledge anew and ran its own downstream seeds) is the ± std above and what "
+                  "Welch's test weighs.")
+    else:
+        spread = ("The interval covers test-example sampling for these seeds; the seeds' spread is the ± std above and "
+                  "what Welch's test weighs. Each knowledge entry was trained once: neither statistic sees how much "
+                  "another knowledge training would move an arm.")
+    lines += ["", f"{spread} Intervals and tests are per comparison (no multiplicity correction)."]
     if result["metric_mismatches"]:
-        lines += ["", "**Warning**: a run's metrics.json disagrees with its predictions: " + "; ".join(result["metric_mismatches"])]
+        lines += ["", "**Warning**: a run's metrics.json disagrees with its predictions: "
+                  + "; ".join(result["metric_mismatches"])]
     if plot:
         lines += ["", f"![score against labelled examples per relation]({os.path.basename(plot)})"]
     return "\n".join(lines) + "\n"
@@ -353,6 +350,8 @@ def markdown(result: dict, plot: Optional[str]) -> str:
 def write_plot(path: str, result: dict) -> Optional[str]:
     """Score against labelled examples per relation, a line per arm with a ±1 std band, a panel per phase."""
     import logging
+
+    from .. import atomic
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
@@ -384,18 +383,21 @@ def write_plot(path: str, result: dict) -> Optional[str]:
         ax.set_title(f"train_phase={phase}")
         ax.set_xlabel("labelled examples per relation")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test micro-F1 (mean ± std over seeds)")
-    axes[0][-1].legend(fontsize=8)
+    spread = "knowledge seeds" if result["unit"] == "knowledge_seed" else "seeds"
+    axes[0][0].set_ylabel(f"test micro-F1 (mean ± std over {spread})")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
 
-def study_section(out_dir: str, cfg_dict: dict, rows=None) -> Tuple[str, dict]:
-    """``(markdown, json)`` of the study, and ``OUT_DIR/study.png``; ``rows`` (results.json's) are not needed:
-    every number is recomputed from the prediction files so the intervals and the table agree."""
-    result = analyse(out_dir, cfg_dict)
-    plot = write_plot(os.path.join(out_dir, PLOT_FILE), result)
+def study_section(layout: Layout, record: ExperimentRecord, results: List[RunResult]) -> Tuple[str, dict]:
+    """``(markdown, json)`` of the study, and ``DIR/study.png``. Every number is recomputed from the
+    prediction files, so the intervals and the table agree."""
+    result, sizes = analyse(record, results)
+    plot = write_plot(layout.result(PLOT_FILE), result)
     result["plot"] = os.path.basename(plot) if plot else None
-    return markdown(result, plot), result
+    return markdown(result, sizes, plot), result

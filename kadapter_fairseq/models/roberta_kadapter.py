@@ -27,6 +27,7 @@ from ..errors import CheckpointError, ConfigError
 from ..modules.adapter import AdapterArchConfig, KnowledgeAdapter
 from ..modules.fusion import AdapterFusion
 from ..modules.heads import build_head
+from ..modules.low_precision import dense_layout, prepare as prepare_low_precision
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class RobertaKAdapterConfig(FairseqDataclass):
     adapter_input_fusion: ChoiceEnum(["add", "concat"]) = field(
         default="add", metadata={"help": "how an adapter layer combines h[p_k] with the previous adapter layer's output"}
     )
-    adapter_fusion: ChoiceEnum(["concat", "add"]) = field(
-        default="concat", metadata={"help": "how the last base layer and the adapters' outputs are fused"}
+    adapter_fusion: ChoiceEnum(["concat", "add", "delta"]) = field(
+        default="concat",
+        metadata={"help": "how the last base layer and the adapters' outputs are fused: concat, add, or delta "
+                          "(h_L + each adapter's output minus its skip path; modules/fusion.py)"},
     )
     adapter_down_dim: int = field(default=768, metadata={"help": "adapter width (down-projection size)"})
     adapter_layers: int = field(default=2, metadata={"help": "transformer layers inside each adapter layer"})
@@ -73,6 +76,11 @@ class RobertaKAdapterConfig(FairseqDataclass):
         metadata={"help": "knowledge: base frozen; finetune: adapters frozen (paper); efficient: fusion+head only; full: all"},
     )
     head_dropout: float = field(default=0.1, metadata={"help": "dropout inside task heads"})
+    train_lm_head: bool = field(
+        default=False,
+        metadata={"help": "also train the base's masked-LM head (its dense layer, layer norm and bias; the output "
+                          "embedding stays frozen, being tied to the base's input embedding) when the base is frozen"},
+    )
 
 
 ARCH_DEFAULTS = {
@@ -108,6 +116,14 @@ def apply_arch_defaults(cfg):
 
 def _value(cfg, name):
     return cfg[name] if isinstance(cfg, dict) else getattr(cfg, name)
+
+
+def _optional_value(cfg, name, default):
+    try:
+        value = _value(cfg, name)
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
 
 
 def _set_value(cfg, name, value):
@@ -204,6 +220,14 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         self.base_trains, self.adapters_train = TRAIN_PHASES[_value(cfg, "train_phase")]
         self.encoder.requires_grad_(self.base_trains)
         self.adapters.requires_grad_(self.adapters_train)
+        # configs saved before the switch existed lack it: the head was frozen with the base then
+        self.lm_head_trains = self.base_trains or bool(_optional_value(cfg, "train_lm_head", False))
+        if self.lm_head_trains and not self.base_trains:
+            self.encoder.lm_head.requires_grad_(True)
+            # the output embedding is the base's input embedding (tied): it stays frozen with the base
+            self.encoder.lm_head.weight.requires_grad_(False)
+        # bf16/fp16 at the speed of the matrix units; nothing changes in fp32 (modules/low_precision.py)
+        prepare_low_precision(self, self.encoder.sentence_encoder.layers)
         self.train(True)
 
     # ------------------------------------------------------------------------------------------
@@ -391,15 +415,30 @@ class RobertaKAdapterModel(FairseqEncoderModel):
         (``None``, or a cache's marker for rows still to fill) means "compute"."""
         padding_mask = src_tokens.eq(self.padding_idx)
         if isinstance(cached_features, Mapping):
-            last, adapter_out, inner = self._from_cached_features(src_tokens, padding_mask, cached_features)
+            last, adapter_out, deltas, inner = self._from_cached_features(src_tokens, padding_mask, cached_features)
         else:
             frozen = contextlib.nullcontext() if self.base_trains else torch.no_grad()
             with frozen:
                 last, base_extra = self.encoder.extract_features(src_tokens, return_all_hiddens=len(self.adapters) > 0)
             inner = base_extra["inner_states"]
-            adapter_out = {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}
-        fused = self.fusion(last, adapter_out)
-        return fused, {"base": last, "adapters": adapter_out, "padding_mask": padding_mask, "inner_states": inner}
+            if inner:  # state 0 is fairseq's transposed view of the embeddings (modules/low_precision.py)
+                inner = [dense_layout(inner[0])] + inner[1:]
+            adapter_out, deltas = self.run_adapters(inner, padding_mask)
+        fused = self.fusion(last, adapter_out, deltas)
+        return fused, {
+            "base": last, "adapters": adapter_out, "adapter_deltas": deltas, "padding_mask": padding_mask, "inner_states": inner,
+        }
+
+    def run_adapters(self, inner, padding_mask):
+        """Every adapter over the base's inner states (T×B×H each): ``({name: a_K}, {name: a_K − s_K} or None)``,
+        each B×T×H; the deltas (``KnowledgeAdapter.delta``) only where the fusion reads them, from the same pass."""
+        if not self.fusion.reads_delta:
+            return {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}, None
+        outs, deltas = {}, {}
+        for name, adapter in self.adapters.items():
+            a, d = adapter(inner, padding_mask, with_delta=True)
+            outs[name], deltas[name] = a.transpose(0, 1), d.transpose(0, 1)
+        return outs, deltas
 
     def cacheable_plug_layers(self):
         """The base hidden states any adapter reads (0 = embedding output), sorted."""
@@ -422,8 +461,11 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             if self.adapters_train:
                 inner = base_extra["inner_states"]
                 return {"states": {p: inner[p].transpose(0, 1) for p in self.cacheable_plug_layers()}, "last": last}
+            if self.fusion.reads_delta:
+                raise ConfigError(self._delta_cache_message())
             padding_mask = src_tokens.eq(self.padding_idx)
             inner = base_extra["inner_states"]
+            inner = [dense_layout(inner[0])] + inner[1:]  # as extract_features gives them to the adapters
             return {
                 "adapters": {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()},
                 "last": last,
@@ -444,10 +486,12 @@ class RobertaKAdapterModel(FairseqEncoderModel):
 
         last = take(cached["last"], "last layer")
         if "adapters" in cached:
+            if self.fusion.reads_delta:
+                raise ConfigError(self._delta_cache_message())
             missing = [n for n in self.adapters if n not in cached["adapters"]]
             if missing:
                 raise ConfigError(f"cached features lack the outputs of adapters {missing}")
-            return last, {name: take(cached["adapters"][name], f"adapter {name}") for name in self.adapters}, None
+            return last, {name: take(cached["adapters"][name], f"adapter {name}") for name in self.adapters}, None, None
         states = cached.get("states", {})
         missing = [p for p in self.cacheable_plug_layers() if p not in states]
         if missing:
@@ -459,8 +503,14 @@ class RobertaKAdapterModel(FairseqEncoderModel):
             inner[int(p)] = take(t, f"state {p}").transpose(0, 1).contiguous()
         if inner[0] is None:  # an adapter takes only the shape of slot 0 (its zero start) when 0 is not plugged
             inner[0] = last.transpose(0, 1)
-        adapter_out = {name: adapter(inner, padding_mask).transpose(0, 1) for name, adapter in self.adapters.items()}
-        return last, adapter_out, inner
+        adapter_out, deltas = self.run_adapters(inner, padding_mask)
+        return last, adapter_out, deltas, inner
+
+    def _delta_cache_message(self):
+        # the efficient phase caches each frozen adapter's output a_K, and the delta fusion needs a_K − s_K,
+        # whose skip path s_K reads base states that cache does not hold
+        return ("task.feature_cache with frozen adapters (train_phase=efficient) caches the adapters' outputs, "
+                "which the delta fusion cannot use: turn the cache off (task.feature_cache='') or fuse by add/concat")
 
     def forward(self, src_tokens, features_only=False, classification_head_name=None, positions=None, masked_tokens=None,
                 cached_features=None, **unused):

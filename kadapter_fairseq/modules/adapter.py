@@ -117,16 +117,30 @@ class AdapterLayer(nn.Module):
                 self.input_proj.weight[:, h:].copy_(torch.eye(h))
                 self.input_proj.bias.zero_()
 
-    def forward(self, hidden, previous, padding_mask: Optional[torch.Tensor]):
-        """``hidden``/``previous``: T×B×H; ``padding_mask``: B×T (True = pad) or None."""
+    def fuse_input(self, hidden, previous):
+        """x_k: the base state at this layer's plug-in point combined with the previous layer's output."""
         if self.input_proj is not None:
-            x = self.input_proj(torch.cat([hidden, previous], dim=-1))
-        else:
-            x = hidden + previous
+            return self.input_proj(torch.cat([hidden, previous], dim=-1))
+        return hidden + previous
+
+    def carry_delta(self, previous_delta):
+        """How the input fusion passes a difference of previous outputs on: the fusion is affine, so
+        fuse(h, a) - fuse(h, s) = (its a-half)(a - s); the bias and the h-half cancel."""
+        if self.input_proj is None:
+            return previous_delta
+        return previous_delta @ self.input_proj.weight[:, self.input_proj.in_features // 2 :].T
+
+    def residual(self, x, padding_mask: Optional[torch.Tensor]):
+        """up(transformer_layers(down(x))): what the layer adds on top of its skip connection."""
         y = self.down_proj(x)
         for layer in self.encoder:
             y = layer(y, encoder_padding_mask=padding_mask)
-        return x + self.up_proj(y)
+        return self.up_proj(y)
+
+    def forward(self, hidden, previous, padding_mask: Optional[torch.Tensor]):
+        """``hidden``/``previous``: T×B×H; ``padding_mask``: B×T (True = pad) or None."""
+        x = self.fuse_input(hidden, previous)
+        return x + self.residual(x, padding_mask)
 
 
 class KnowledgeAdapter(nn.Module):
@@ -137,13 +151,36 @@ class KnowledgeAdapter(nn.Module):
         self.cfg = cfg
         self.layers = nn.ModuleList(AdapterLayer(cfg) for _ in cfg.plug_layers)
 
-    def forward(self, inner_states: List[torch.Tensor], padding_mask: Optional[torch.Tensor] = None):
-        """``inner_states``: the base's L+1 hidden states, each T×B×H. Returns a_K, T×B×H."""
-        mask = padding_mask if self.cfg.mask_padding and padding_mask is not None and padding_mask.any() else None
+    def _mask(self, padding_mask):
+        return padding_mask if self.cfg.mask_padding and padding_mask is not None and padding_mask.any() else None
+
+    def forward(self, inner_states: List[torch.Tensor], padding_mask: Optional[torch.Tensor] = None, with_delta: bool = False):
+        """``inner_states``: the base's L+1 hidden states, each T×B×H. Returns a_K, T×B×H, or with
+        ``with_delta`` the pair (a_K, a_K - s_K) (see ``delta``) from the same pass."""
+        mask = self._mask(padding_mask)
+        out = torch.zeros_like(inner_states[0])
+        delta = torch.zeros_like(out) if with_delta else None
+        for plug, layer in zip(self.cfg.plug_layers, self.layers):
+            x = layer.fuse_input(inner_states[plug], out)
+            r = layer.residual(x, mask)
+            out = x + r
+            if with_delta:
+                delta = layer.carry_delta(delta) + r
+        return (out, delta) if with_delta else out
+
+    def skip_path(self, inner_states: List[torch.Tensor]) -> torch.Tensor:
+        """s_K: the adapter's output if every up-projection were zero, i.e. what its chain of skip
+        connections alone carries from the base (Σ h[p_k] with add input fusion), T×B×H."""
         out = torch.zeros_like(inner_states[0])
         for plug, layer in zip(self.cfg.plug_layers, self.layers):
-            out = layer(inner_states[plug], out, mask)
+            out = layer.fuse_input(inner_states[plug], out)
         return out
+
+    def delta(self, inner_states: List[torch.Tensor], padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """a_K - s_K: what the adapter's own layers add to the base states its skip connections carry;
+        zero when the up-projections are. Accumulated layer by layer (d_k = carry(d_{k-1}) + up_k(...))
+        rather than as a difference of two large vectors, so low precision loses nothing to cancellation."""
+        return self.forward(inner_states, padding_mask, with_delta=True)[1]
 
 
 def count_adapter_parameters(cfg: AdapterArchConfig) -> int:

@@ -1,6 +1,6 @@
 """LAMA probing: read LAMA's released layout, build its queries, rank candidate objects.
 
-The rules are LAMA's own (``scripts/batch_eval_KB_completion.py`` of facebookresearch/LAMA):
+The rules are LAMA's own (docs/reference/lama.md; ``scripts/batch_eval_KB_completion.py`` of facebookresearch/LAMA):
 
 * a query is the relation's template with ``[X]`` = the subject label and ``[Y]`` = the mask
   (templates mode), or the fact's own ``masked_sentences`` joined into one input, ``<s> s1 </s> s2 </s>``
@@ -368,53 +368,37 @@ def build_queries(corpus: Corpus, vocab: Vocabulary, templates: bool, max_positi
 
 
 class MaskedLMScorer:
-    """The base's own LM head at one masked position per row: over the base's last layer and over
-    the fused feature, from one pass of the base.
+    """The base's own masked-LM head at one masked position per row: over the base's last layer
+    and over the model's fused feature, from one pass of the base.
 
-    ``add`` fusion: h_L + Σ (a_K − s_K), where s_K is what the adapter's chain of skip connections
-    alone carries (its output with every up-projection zero: Σ h[p_k] for the released add
-    input fusion). An adapter's own contribution is thus zero when its up-projections are, and
-    the probe then gives exactly the base's predictions. ``concat``: the model's own fusion,
-    with the weights saved in the adapter files.
+    The fused feature is the model's own output fusion (``modules/fusion.py``), chosen when the
+    hub was loaded: ``delta`` (the probe's default) reads h_L + Σ (a_K − s_K), each adapter's
+    output minus what its skip connections alone carry (``KnowledgeAdapter.delta``), so an adapter
+    whose up-projections are zero gives exactly the base's predictions; ``concat`` the fusion
+    whose weights were saved in the adapter files. Scores are fp32 whatever the hub's precision
+    (``KAdapterHub.masked_lm_logits``: an fp32 head), so bf16 rounding does not decide rankings.
     """
 
-    def __init__(self, hub, fusion: str = "add"):
+    def __init__(self, hub):
+        self.hub = hub
         self.model = hub.model.eval()
-        self.fusion = fusion
         self.has_adapters = len(self.model.adapters) > 0
 
     @torch.no_grad()
     def __call__(self, tokens, positions, base=True, adapted=True) -> Dict[str, torch.Tensor]:
         model = self.model
-        rows = torch.arange(tokens.size(0))
+        tokens, positions = tokens.to(self.hub.device), positions.to(self.hub.device)
+        rows = torch.arange(tokens.size(0), device=tokens.device)
         out = {}
         if adapted and self.has_adapters:
             fused, extra = model.extract_features(tokens)
             last = extra["base"]
-            if self.fusion == "add":
-                feature = last[rows, positions]
-                for name, adapter in model.adapters.items():
-                    own = extra["adapters"][name][rows, positions] - skip_path(adapter, extra["inner_states"], rows, positions)
-                    feature = feature + own
-            else:
-                feature = fused[rows, positions]
-            out["adapters"] = model.encoder.lm_head(feature)
+            out["adapters"] = self.hub.masked_lm_logits(fused[rows, positions])
         else:
             last, _ = model.encoder.extract_features(tokens)
         if base:
-            out["base"] = model.encoder.lm_head(last[rows, positions])
-        return out
-
-
-def skip_path(adapter, inner_states, rows, positions):
-    """The adapter's output at the given positions if its up-projections were zero (B×H)."""
-    out = None
-    for plug, layer in zip(adapter.cfg.plug_layers, adapter.layers):
-        hidden = inner_states[plug][positions, rows]
-        if out is None:
-            out = torch.zeros_like(hidden)
-        out = layer.input_proj(torch.cat([hidden, out], dim=-1)) if layer.input_proj is not None else hidden + out
-    return out
+            out["base"] = self.hub.masked_lm_logits(last[rows, positions])
+        return {side: scores.cpu() for side, scores in out.items()}
 
 
 def rank_candidates(scores: torch.Tensor, candidates: torch.Tensor, gold: torch.Tensor, k: int):

@@ -13,15 +13,17 @@ def _skips(skipped: dict) -> str:
 
 def relation_table(results: dict) -> List[str]:
     uhn = results["uhn"]
-    head = "| relation | label | n | P@1 | P@10 | MRR | skipped |" + (" UHN removed |" if uhn else "")
-    lines = [head, "|" + "---|" * (7 + uhn)]
+    head = "| relation | label | n | P@1 | chance | P@10 | MRR | skipped |" + (" UHN removed |" if uhn else "")
+    lines = [head, "|" + "---|" * (8 + uhn)]
     for name, m in results["relations"].items():
-        row = f"| {name} | {m.get('label', '')} | {m['n']} | {pct(m['p@1'])} | {pct(m['p@10'])} | {pct(m['mrr'])} | {_skips(m['skipped'])} |"
+        row = (f"| {name} | {m.get('label', '')} | {m['n']} | {pct(m['p@1'])} | {pct(m.get('majority'))} | {pct(m['p@10'])} | "
+               f"{pct(m['mrr'])} | {_skips(m['skipped'])} |")
         if uhn:
             row += f" {_skips(m.get('uhn_removed', {}))} |"
         lines.append(row)
     row = (f"| **macro ({results['n_relations']} relations)** | | {results['n_facts']} | **{pct(results['macro_p@1'])}** | "
-           f"{pct(results['macro_p@10'])} | {pct(results['macro_mrr'])} | {_skips(results['skipped'])} |")
+           f"{pct(results.get('macro_majority'))} | {pct(results['macro_p@10'])} | {pct(results['macro_mrr'])} | "
+           f"{_skips(results['skipped'])} |")
     if uhn:
         row += f" {_skips(results['uhn_removed'])} |"
     lines.append(row)
@@ -30,14 +32,14 @@ def relation_table(results: dict) -> List[str]:
 
 def compare_table(results: dict) -> List[str]:
     base = results["without_adapters"]
-    lines = ["| relation | n | P@1 base | P@1 base + adapters | Δ |", "|---|---|---|---|---|"]
+    lines = ["| relation | n | chance | P@1 base | P@1 base + adapters | Δ |", "|---|---|---|---|---|---|"]
     for name, m in results["relations"].items():
         b = base["relations"][name]["p@1"]
         delta = "–" if m["p@1"] is None else f"{100 * (m['p@1'] - b):+.1f}"
-        lines.append(f"| {name} | {m['n']} | {pct(b)} | {pct(m['p@1'])} | {delta} |")
+        lines.append(f"| {name} | {m['n']} | {pct(m.get('majority'))} | {pct(b)} | {pct(m['p@1'])} | {delta} |")
     d = None if results["macro_p@1"] is None else results["macro_p@1"] - base["macro_p@1"]
-    lines.append(f"| **macro** | {results['n_facts']} | **{pct(base['macro_p@1'])}** | **{pct(results['macro_p@1'])}** | "
-                 f"{'–' if d is None else f'{100 * d:+.1f}'} |")
+    lines.append(f"| **macro** | {results['n_facts']} | {pct(results.get('macro_majority'))} | **{pct(base['macro_p@1'])}** | "
+                 f"**{pct(results['macro_p@1'])}** | {'–' if d is None else f'{100 * d:+.1f}'} |")
     return lines
 
 
@@ -72,7 +74,8 @@ def markdown(results: dict, predictions: List[dict], table6_rows: int = 20) -> s
         f"- queries: {results['queries']}; candidates: {results['candidates']['size']} words ({results['candidates']['vocabulary']})",
         f"- probed facts: {results['n_facts']}; skipped: {sum(results['skipped'].values())}"
         + (f"; removed by LAMA-UHN: {sum(results['uhn_removed'].values())}" if results["uhn"] else ""),
-        "- P@1, P@10, MRR in %; macro = mean over relations with probed facts (as LAMA and the paper report P@1)",
+        "- P@1, P@10, MRR in %; macro = mean over relations with probed facts (as LAMA and the paper report P@1); "
+        "chance = the majority baseline, the rate of the relation's most frequent object among the facts probed",
         "",
         "## Per relation" + (" (base + adapters)" if m["adapters"] else ""),
         "",

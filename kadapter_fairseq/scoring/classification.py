@@ -89,20 +89,25 @@ def typing_metrics(counts: Dict[str, float]) -> Dict[str, float]:
 
 # --------------------------------------------------------------------------- relations
 
-def relation_counts(pairs: Iterable[Tuple[Hashable, Hashable]], negative: Hashable = NO_RELATION) -> Dict[str, float]:
-    """Standard TACRED counts over ``(gold, guess)`` pairs.
+def relation_example_counts(gold: Hashable, guess: Optional[Hashable], negative: Hashable = NO_RELATION) -> Tuple[int, int, int]:
+    """``(tp, fp, fn)`` of one example as the standard TACRED scorer counts it.
 
     A wrong guess of a relation is a false positive and, when the gold is a
-    relation, also a false negative.
+    relation, also a false negative. ``guess=None`` is a missing prediction: a
+    guess that equals no label. Per-example counts are what a bootstrap over
+    test examples resamples (``kadapter_fairseq/experiment/study.py``).
     """
+    correct = guess is not None and guess == gold
+    guessed = guess is None or guess != negative
+    return int(guessed and correct), int(guessed and not correct), int(gold != negative and not correct)
+
+
+def relation_counts(pairs: Iterable[Tuple[Hashable, Optional[Hashable]]], negative: Hashable = NO_RELATION) -> Dict[str, float]:
+    """Standard TACRED counts summed over ``(gold, guess)`` pairs (see :func:`relation_example_counts`)."""
     tp = fp = fn = 0.0
     for gold, guess in pairs:
-        correct = guess == gold
-        if guess != negative:
-            tp += correct
-            fp += not correct
-        if gold != negative and not correct:
-            fn += 1
+        a, b, c = relation_example_counts(gold, guess, negative)
+        tp, fp, fn = tp + a, fp + b, fn + c
     return {"tp": tp, "fp": fp, "fn": fn}
 
 
@@ -132,18 +137,10 @@ def score_figer(gold_path, pred_path) -> dict:
     return _score_typing(gold_path, pred_path, {"strict_accuracy": "strict_accuracy", "macro_f1": "macro_f1", "micro_f1": "f1"})
 
 
-class _Missing:
-    """Stands in for an absent TACRED prediction: a guess that equals no label."""
-
-    def __repr__(self):
-        return "<missing>"
-
-
 @register_scorer("tacred")
 def score_tacred(gold_path, pred_path) -> dict:
     gold = {r.id: r.relation for r in read_relation_records(gold_path)}
     pairs, missing = align(gold, read_predictions(pred_path, "label", is_label))
-    absent = _Missing()
-    counts = relation_counts((g, absent if p is None else p) for g, p in pairs)
+    counts = relation_counts(pairs)  # a missing prediction (None) is a wrong guess
     precision, recall, f1 = relation_prf(counts["tp"], counts["fp"], counts["fn"])
     return {"precision": precision, "recall": recall, "f1": f1, "n": len(pairs), "missing": missing}

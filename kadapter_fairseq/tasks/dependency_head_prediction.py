@@ -1,4 +1,4 @@
-"""``dependency_head_prediction``: the linguistic adapter's pre-training task (spec 2.2).
+"""``dependency_head_prediction``: the linguistic adapter's pre-training task (docs/reference/kadapter.md §2.2).
 
 Every word's first sub-word points at the sequence position of its head's
 first sub-word (the root at ``<s>``, position 0); all other positions carry

@@ -11,6 +11,7 @@ import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
+from ..predict import max_len_for, predict_marked, register_predictor, require_task
 from .marked_classification import MarkedClassificationConfig, MarkedClassificationTask
 
 TYPING_SCHEMES = ("openentity", "figer")
@@ -54,3 +55,29 @@ class EntityTypingTask(MarkedClassificationTask):
     def label_names(self, chosen_row):
         """Type names of one row of :func:`decide_types`."""
         return [self.labels[int(i)] for i in torch.nonzero(chosen_row, as_tuple=False).flatten().tolist()]
+
+
+def _predict_typing(hub, input_path, args, at_least_one):
+    from ..data.downstream import encode_typing, read_typing_records
+    from ..data.encoding import WordEncoder
+
+    require_task(hub, EntityTypingTask, args.task)
+    encoder, max_len = WordEncoder(hub.bpe), max_len_for(hub, args)
+
+    def decide(row):
+        return {"labels": hub.task.label_names(decide_types(row.unsqueeze(0), at_least_one)[0])}
+
+    yield from predict_marked(hub, args, read_typing_records(input_path),
+                              lambda rec: encode_typing(encoder, rec, max_len), decide, {"labels": []})
+
+
+@register_predictor("openentity")
+def predict_openentity(hub, input_path, args):
+    """``{"id", "labels"}``: the types whose logit is > 0 (possibly none)."""
+    return _predict_typing(hub, input_path, args, at_least_one=False)
+
+
+@register_predictor("figer")
+def predict_figer(hub, input_path, args):
+    """``{"id", "labels"}``: the types whose logit is > 0, and always the top-scoring type."""
+    return _predict_typing(hub, input_path, args, at_least_one=True)

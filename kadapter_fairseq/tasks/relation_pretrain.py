@@ -1,4 +1,4 @@
-"""``relation_pretrain``: the factual adapter's pre-training task (spec 2.1).
+"""``relation_pretrain``: the factual adapter's pre-training task (docs/reference/kadapter.md §2.1).
 
 Relation classification over T-REx-style sentences with the subject wrapped in
 ``@ ... @`` and the object in ``# ... #``; a ``span_pair`` head reads the fused

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fairseq.tasks import register_task
 
 from ..errors import DataError
+from ..predict import max_len_for, predict_marked, register_predictor, require_task
 from ..scoring.classification import NO_RELATION
 from .marked_classification import MarkedClassificationConfig, MarkedClassificationTask
 
@@ -39,3 +40,21 @@ class TacredTask(MarkedClassificationTask):
                 raise DataError(path, i + 1, f"expected exactly one relation label, got {line!r}")
             targets.append(self.labels.encode(names[0], path, i + 1))
         return targets
+
+
+@register_predictor("tacred")
+def predict_tacred(hub, input_path, args):
+    """``{"id", "label"}``: the top-scoring relation; an unencodable record gets the no-relation label."""
+    from ..data.downstream import encode_relation, read_relation_records
+    from ..data.encoding import WordEncoder
+
+    require_task(hub, TacredTask, args.task)
+    encoder, max_len = WordEncoder(hub.bpe), max_len_for(hub, args)
+    labels = hub.task.labels
+
+    def decide(row):
+        return {"label": labels[int(row.argmax())]}
+
+    yield from predict_marked(hub, args, read_relation_records(input_path),
+                              lambda rec: encode_relation(encoder, rec, max_len), decide,
+                              {"label": hub.task.cfg.negative_label})

@@ -3,10 +3,12 @@
 Every configuration (a *row*) runs in its own child process, so that its peak memory can be read
 (the process's maximum resident set on CPU, ``torch.cuda.max_memory_allocated`` on a GPU), at
 random weights of a RoBERTa shape (``--size``): nothing is read or downloaded. A training step
-is forward + backward + AdamW on one random batch of ``--batch`` sequences of ``--tokens``
-tokens with a sentence-classification loss; the first step is a warm-up and ``step_s`` is the
-median of the ``--steps`` timed ones. Machines are noisy: compare the ratios, which are taken
-within one run.
+is forward + backward + the optimizer step on one random batch of ``--batch`` sequences of
+``--tokens`` tokens with a sentence-classification loss, through fairseq's own optimizer stack
+(its Adam, wrapped as ``kadapter-train`` wraps it for the precision, the gradient norm clipped at
+1.0 as the training configs clip it); the first step is a warm-up
+and ``step_s`` is the median of the ``--steps`` timed ones. Machines are noisy: compare the
+ratios, which are taken within one run.
 
 Rows:
     full_finetune              fairseq RoBERTa, every weight trains
@@ -15,19 +17,53 @@ Rows:
     kadapter_knowledge_cached  the same step, base features read from the feature cache
     kadapter_efficient         fine-tuning with base and two adapters frozen (fusion + head train)
     kadapter_efficient_cached  the same, adapters' outputs read from the feature cache
-    inference_{1,2,4}_adapter(s)   forward only, eval mode
+    inference_{1,2,4}_adapter(s)   forward only, eval mode, under torch.inference_mode
 
-Ratios (above 1 = faster than full fine-tuning, or than LoRA for ``adapter_vs_lora``):
+Precisions (--precision, comma-separated: run one after the other in one invocation, compared
+side by side; --bf16 is short for --precision bf16):
+    fp32           fp32 weights and arithmetic
+    bf16           what `kadapter-train common.bf16=true` runs: fairseq's Trainer casts the whole model
+                   to bf16 once (the frozen base is stored in bf16, never cast again) and its
+                   FP16Optimizer keeps fp32 master weights for the trained parameters only (no loss
+                   scaling in bf16); the loss is taken in fp32
+    fp16           `common.fp16=true`, GPU only: the model in fp16, FP16Optimizer with dynamic loss scaling
+    amp            `common.amp=true`, GPU only: fp32 weights, torch.autocast to fp16, fairseq's AMPOptimizer
+    bf16-autocast  torch.autocast to bf16 over fp32 weights (no fairseq training mode runs this): every
+                   frozen weight is cast again on every call (autocast caches casts only of weights that
+                   require grad) and LayerNorm, GELU, residual sums and the rest stay in fp32, so the
+                   frozen base gains much less than under bf16; see docs/benchmarks.md
+    auto           bf16 where the CPU has AMX/AVX512-BF16 or the GPU is sm80+, else fp32 (said in the output)
+
+Utilisation: before each precision's rows a `peak` row times torch.matmul of two 2048x2048
+matrices in that precision's compute type on the device, the dense peak this machine reaches
+(--peak-tflops replaces it as the denominator, e.g. a GPU's datasheet figure). Each row's model
+FLOPs per token are counted in its untimed warm-up step from the modules that ran:
+    6 per trained parameter (forward, input gradient, weight gradient)
+    4 per frozen parameter the backward pass goes through (forward and input gradient: LoRA's base)
+    2 per frozen parameter run forward only (K-Adapter's frozen base, inference)
+    + attention: 4*T*d per token per self-attention of width d over T tokens run forward only
+      (Q.K^T and A.V, 2*T*d each), 12*T*d where the backward pass goes through it
+    embedding lookups are excluded (gathers, not products), and so are modules that do not run
+    (the base's masked-LM head in a classification step)
+  achieved TFLOP/s = FLOPs/token x tokens/step / step_s; util = achieved / peak;
+  base util = the frozen base's own FLOPs over its base_forward time (rows that run it forward only).
+
+Ratios (above 1 = faster than full fine-tuning, or than LoRA for adapter_vs_lora):
     adapter_vs_full = full / adapter step time, cached_adapter_vs_full, lora_vs_full,
-    adapter_vs_lora = lora / adapter, two_vs_one_adapter_inference = 2-adapter / 1-adapter time (a cost).
+    adapter_vs_lora = lora / adapter, two_vs_one_adapter_inference = 2-adapter / 1-adapter time (a cost;
+    the FLOP model's own ratio is printed beside it). With several precisions, each row's speed-up
+    over the first precision (e.g. bf16 over fp32).
 
-``--data-prep`` instead measures the knowledge-data converters (``data_prep.trex``,
-``data_prep.conllu``): sentences/s at 1 and 2 workers and peak memory at 1x and 10x input.
+--train-path also runs `kadapter-train` itself for the knowledge phase at the same shape and
+precisions (kadapter_fairseq.tools.train_bench) and prints fairseq's words/s beside the
+kadapter_knowledge row. --data-prep instead measures the knowledge-data converters (data_prep.trex,
+data_prep.conllu): sentences/s at 1 and 2 workers and peak memory at 1x and 10x input.
 
 Example:
-    kadapter-bench --size large --batch 4 --tokens 128 --steps 5 --json bench-large.json
+    kadapter-bench --size large --batch 4 --tokens 128 --steps 3 --precision fp32,bf16 --json bench-large.json
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -52,6 +88,9 @@ SIZES = {
 NUM_CLASSES = 2
 HEAD = "bench"
 LORA_RANK = 8
+LR = 1e-5
+CLIP_NORM = 1.0  # optimization.clip_norm of the shipped training configs
+PEAK_SHAPE = 2048  # the peak row's square matmul
 
 ROWS = (
     "full_finetune",
@@ -68,6 +107,51 @@ ROWS = (
 
 class BenchError(KAdapterError):
     pass
+
+
+class Precision:
+    """How one precision runs: the weights' type, autocast, the optimizer wrapper, the cache's type."""
+
+    # name: (weights, autocast type or None, fairseq common.* flag, feature-cache storage type, GPU only)
+    TABLE = {
+        "fp32": ("float32", None, None, "float16", False),
+        "bf16": ("bfloat16", None, "bf16", "bfloat16", False),
+        "fp16": ("float16", None, "fp16", "float16", True),
+        "amp": ("float32", "float16", "amp", "float16", True),
+        "bf16-autocast": ("float32", "bfloat16", None, "bfloat16", False),
+    }
+
+    def __init__(self, name):
+        import torch
+
+        if name not in self.TABLE:
+            raise BenchError(f"unknown precision {name!r}; choose from {', '.join(CHOICES)}")
+        weights, autocast, flag, cache, gpu_only = self.TABLE[name]
+        self.name = name
+        self.weights = getattr(torch, weights)
+        self.autocast = getattr(torch, autocast) if autocast else None
+        self.fairseq_flag = flag  # common.bf16 / common.fp16 / common.amp
+        self.cache = getattr(torch, cache)
+        self.gpu_only = gpu_only
+
+    @property
+    def compute(self):
+        """The type matrix products run in (what the peak row measures)."""
+        return self.autocast or self.weights
+
+    def autocast_context(self, device):
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device, dtype=self.autocast)
+
+    def cast(self, model):
+        """As fairseq's Trainer does for common.bf16/fp16: the whole model, once."""
+        return model if self.weights is next(model.parameters()).dtype else model.to(dtype=self.weights)
+
+
+CHOICES = tuple(Precision.TABLE) + ("auto",)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,8 +211,6 @@ def _cached(model, src, dtype):
     """What the feature cache would hand the model for ``src``, stored in the cache's 16-bit dtype."""
     import torch
 
-    if not hasattr(model, "compute_cacheable_features"):
-        raise BenchError("the model has no feature-cache interface (compute_cacheable_features) in this checkout")
     with torch.no_grad():
         feats = model.compute_cacheable_features(src)
     return _map_tensors(feats, lambda t: t.to(dtype))
@@ -140,8 +222,30 @@ def _map_tensors(obj, fn):
     return fn(obj)
 
 
-def _build_row(name, a, device):
-    """``(model, step function, trained params, params run per step)`` for one row."""
+def fairseq_optimizer(params, precision: Precision):
+    """The optimizer ``kadapter-train`` builds for these parameters: fairseq's Adam (AdamW), wrapped
+    in FP16Optimizer (fp32 master copies; loss scaling for fp16 only) or AMPOptimizer, as fairseq's
+    Trainer wraps it for common.bf16 / common.fp16 / common.amp."""
+    from fairseq import optim
+    from fairseq.dataclass.configs import FairseqConfig
+    from fairseq.optim.adam import FairseqAdamConfig
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(FairseqConfig())
+    cfg.optimizer = OmegaConf.structured(FairseqAdamConfig(adam_betas="(0.9, 0.98)", adam_eps=1e-6, weight_decay=0.01))
+    cfg.optimizer._name = "adam"
+    cfg.optimization.lr = [LR]
+    if precision.fairseq_flag is None:
+        return optim.build_optimizer(cfg.optimizer, params)
+    setattr(cfg.common, precision.fairseq_flag, True)
+    if precision.fairseq_flag == "amp":
+        return optim.AMPOptimizer.build_optimizer(cfg, params)
+    return optim.FP16Optimizer.build_optimizer(cfg, params)
+
+
+def _build_row(name, a, device, precision: Precision):
+    """``(model, loss function, inference function, base module)`` for one row; exactly one of the
+    two functions is set. ``base`` is the frozen or fine-tuned RoBERTa body (for the profile)."""
     import torch
     import torch.nn.functional as F
 
@@ -149,9 +253,6 @@ def _build_row(name, a, device):
     s = SIZES[a.size]
     dictionary = _dictionary(s["vocab"])
     src, target = _batch(dictionary, a.batch, a.tokens, device)
-    autocast = lambda: torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=a.bf16)  # noqa: E731
-    cache_dtype = torch.bfloat16 if a.bf16 else torch.float16
-    compute_dtype = torch.float32
 
     if name == "lora":
         from peft import LoraConfig, get_peft_model
@@ -166,55 +267,62 @@ def _build_row(name, a, device):
             RobertaForSequenceClassification(hf),
             LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.1, target_modules=["query", "value"], task_type="SEQ_CLS"),
         )
+        model = precision.cast(model.to(device)).train()
 
         def loss_fn():
-            return model(input_ids=src, labels=target).loss
+            logits = model(input_ids=src).logits
+            return F.cross_entropy(logits.float(), target)
 
-        return model.to(device).train(), loss_fn, None
+        return model, loss_fn, None, model.base_model.model.roberta
 
     if name == "full_finetune":
         from fairseq.models.roberta.model import RobertaEncoder, RobertaModel
 
+        from ..modules.low_precision import prepare
+
         args = _roberta_args(a.size, a.tokens)
         model = RobertaModel(args, RobertaEncoder(args, dictionary))
         model.register_classification_head(HEAD, num_classes=NUM_CLASSES)
+        # what this project runs for full fine-tuning (roberta_kadapter, train_phase=full) has these too
+        prepare(model, model.encoder.sentence_encoder.layers)
+        model = precision.cast(model.to(device)).train()
 
         def loss_fn():
             logits, _ = model(src, features_only=True, classification_head_name=HEAD)
             return F.cross_entropy(logits.float(), target)
 
-        return model.to(device).train(), loss_fn, None
+        return model, loss_fn, None, model.encoder.sentence_encoder
 
     if name.startswith("inference_"):
         n = int(name.split("_")[1])
-        model = _kadapter_model(a.size, a.tokens, dictionary, [f"k{i}" for i in range(n)], "efficient").to(device).eval()
+        model = _kadapter_model(a.size, a.tokens, dictionary, [f"k{i}" for i in range(n)], "efficient")
+        model = precision.cast(model.to(device)).eval()
 
         def infer():
-            with torch.inference_mode(), autocast():
+            with torch.inference_mode(), precision.autocast_context(device):
                 model(src, classification_head_name=HEAD)
 
-        return model, None, infer
+        return model, None, infer, model.encoder.sentence_encoder
 
     phase, adapters = ("knowledge", ["fac"]) if name.startswith("kadapter_knowledge") else ("efficient", ["fac", "lin"])
-    model = _kadapter_model(a.size, a.tokens, dictionary, adapters, phase).to(device)
+    model = _kadapter_model(a.size, a.tokens, dictionary, adapters, phase)
+    model = precision.cast(model.to(device))
     cached = None
     if name.endswith("_cached"):
-        cached = _cached(model, src, cache_dtype)
+        with precision.autocast_context(device):
+            cached = _cached(model, src, precision.cache)
+    model_dtype = next(model.parameters()).dtype
 
     def loss_fn():
         kwargs = {}
-        if cached is not None:  # batches come off the cache in its 16-bit dtype
+        if cached is not None:  # batches come off the cache in its 16-bit type, converted for the model
             CLOCK.start("cache_read")
-            kwargs["cached_features"] = _map_tensors(cached, lambda t: t.to(compute_dtype))
+            kwargs["cached_features"] = _map_tensors(cached, lambda t: t.to(model_dtype))
             CLOCK.stop("cache_read")
         logits, _ = model(src, classification_head_name=HEAD, **kwargs)
         return F.cross_entropy(logits.float(), target)
 
-    return model, loss_fn, None
-
-
-def _count(params):
-    return sum(p.numel() for p in params)
+    return model, loss_fn, None, model.encoder.sentence_encoder
 
 
 class PhaseClock:
@@ -248,61 +356,122 @@ class PhaseClock:
 CLOCK = None  # the running row's PhaseClock (one row per process)
 
 
-def _watch_parts(model, name, clock):
-    if name == "lora":
-        clock.watch(model.base_model.model.roberta, "base_forward")
-        return
-    clock.watch(model.encoder.sentence_encoder, "base_forward")
+def _watch_parts(model, base, clock):
+    clock.watch(base, "base_forward")
     for adapter in getattr(model, "adapters", {}).values():
         clock.watch(adapter, "adapters_forward")
 
 
-def run_row(name, a):
-    """Time one row in this process; returns its JSON row plus the FLOP count and profile of a step."""
+class FlopCounter:
+    """Model FLOPs per token of one step, from the modules that ran in it (the rule is in the
+    module docstring): hooks on every parameter-holding leaf module and every self-attention,
+    attached for one step and then removed. Each call adds its per-token FLOPs (every module of
+    these rows sees every token of the batch once). ``base`` marks the base's share."""
+
+    def __init__(self, model, base, seq_len):
+        import torch.nn as nn
+        from fairseq.modules.multihead_attention import MultiheadAttention
+
+        self.seq_len = seq_len
+        self.total = 0
+        self.base = 0
+        self.base_forward_only = True
+        base_modules = set(base.modules())
+        inside_fairseq_attention = set()
+        self.handles = []
+        for m in model.modules():
+            if isinstance(m, MultiheadAttention):
+                # fairseq's fast path calls F.multi_head_attention_forward with the projections' weights:
+                # their Linear modules never run as modules, so the attention counts their parameters
+                inside_fairseq_attention.update(x for x in m.modules() if x is not m)
+        for m in model.modules():
+            if m in inside_fairseq_attention or isinstance(m, nn.Embedding):
+                continue
+            if isinstance(m, MultiheadAttention):
+                width, params = m.embed_dim, list(m.parameters())
+            elif type(m).__name__.endswith("SelfAttention") and hasattr(m, "all_head_size"):  # HF RoBERTa
+                width, params = m.all_head_size, list(m.parameters(recurse=False))
+            elif not list(m.children()) and list(m.parameters(recurse=False)):
+                width, params = None, list(m.parameters(recurse=False))
+            else:
+                continue
+            self.handles.append(m.register_forward_hook(self._hook(width, params, m in base_modules)))
+
+    def _hook(self, width, params, in_base):
+        import torch
+
+        def count(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            backward = torch.is_tensor(out) and out.requires_grad
+            flops = sum((6 if p.requires_grad else 4 if backward else 2) * p.numel() for p in params)
+            if width is not None:
+                flops += (12 if backward else 4) * self.seq_len * width
+            self.total += flops
+            if in_base:
+                self.base += flops
+                self.base_forward_only &= not backward
+
+        return count
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def run_row(name, a, precision_name):
+    """Time one row in this process; returns its JSON row (with its FLOP count and profile)."""
     import torch
 
     global CLOCK
     device = a.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA GPU is available")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    precision = Precision(precision_name)
+    _check_device(device, precision)
     CLOCK = clock = PhaseClock(device)
-    model, loss_fn, infer = _build_row(name, a, device)
+    model, loss_fn, infer, base = _build_row(name, a, device, precision)
     trained = [p for p in model.parameters() if p.requires_grad] if infer is None else []
-    if infer is not None:
-        frozen_run = _count(model.parameters())
-    elif name.endswith("_cached"):  # what is frozen is exactly what the cache stands in for
-        frozen_run = 0
-    else:
-        frozen_run = _count(p for p in model.parameters() if not p.requires_grad)
     if infer is None:
-        opt = torch.optim.AdamW(trained, lr=1e-5)
+        opt = fairseq_optimizer(trained, precision)
 
         def step():
             clock.start("forward")
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=a.bf16):
+            with precision.autocast_context(device):
                 loss = loss_fn()
             clock.stop("forward")
             clock.start("backward")
-            loss.backward()
+            opt.backward(loss)
             clock.stop("backward")
             clock.start("optimizer")
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            try:  # as fairseq's Trainer: the gradient norm (clipped at the configs' clip_norm), then the step
+                opt.clip_grad_norm(CLIP_NORM)
+                opt.step()
+            except FloatingPointError:  # an fp16/amp loss-scale overflow: the Trainer skips the update too
+                pass
+            opt.zero_grad()
             clock.stop("optimizer")
     else:
         def step():
             clock.start("forward")
             infer()
             clock.stop("forward")
-    _watch_parts(model, name, clock)
+    _watch_parts(model, base, clock)
+    base_calls = [0]  # the cached rows' claim: the base never runs in their steps
+    base.register_forward_pre_hook(lambda *_: base_calls.__setitem__(0, base_calls[0] + 1))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    counter = FlopCounter(model, base, a.tokens)
     times, phases = [], []
     for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            base_calls[0] = 0
         start = time.perf_counter()
         step()
         if device == "cuda":
             torch.cuda.synchronize()
+        if i == 0:
+            counter.remove()  # counted in the first step, which is never timed when --warmup >= 1
         if i >= a.warmup:
             times.append(time.perf_counter() - start)
             phases.append(clock.take())
@@ -313,43 +482,101 @@ def run_row(name, a):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     step_s = statistics.median(times)
     tokens = a.batch * a.tokens
-    n_trained = _count(trained)
-    return {
+    profile = {k: statistics.median(p.get(k, 0.0) for p in phases) for k in sorted(set().union(*phases))}
+    row = {
         "name": name,
         "step_s": step_s,
         "tokens_per_s": tokens / step_s,
         "peak_mem_mb": peak,
-        "trained_params": n_trained,
-        # model FLOPs: 6·N·T for trained parameters, 2·N·T for frozen ones that run
-        "_flops": (6 * n_trained + 2 * frozen_run) * tokens,
-        "_profile": {k: statistics.median(p.get(k, 0.0) for p in phases) for k in sorted(set().union(*phases))},
+        "trained_params": sum(p.numel() for p in trained),
+        "base_calls_per_step": base_calls[0] / a.steps,
+        "flops_per_token": counter.total,
+        "tflops_per_s": counter.total * tokens / step_s / 1e12,
+        "_profile": profile,
     }
+    if counter.base and counter.base_forward_only and profile.get("base_forward"):
+        row["base_tflops_per_s"] = counter.base * tokens / profile["base_forward"] / 1e12
+    return row
+
+
+def _check_device(device, precision: Precision):
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA GPU is available")
+    if precision.gpu_only and device != "cuda":
+        raise BenchError(f"precision {precision.name} needs a CUDA GPU (fairseq's common.{precision.fairseq_flag}); "
+                         "on CPU use bf16")
+
+
+def measure_peak(a, precision_name):
+    """The dense matmul peak in TFLOP/s: torch.matmul of two PEAK_SHAPE² matrices in the precision's
+    compute type, median of 5 timed rounds of at least 0.2 s each after a warm-up."""
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    precision = Precision(precision_name)
+    _check_device(a.device, precision)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(PEAK_SHAPE, PEAK_SHAPE, generator=g).to(a.device, precision.compute) for _ in range(2))
+    flops = 2 * PEAK_SHAPE**3
+    start = time.perf_counter()
+    reps = 0
+    while time.perf_counter() - start < 0.2 or reps < 2:  # warm-up, and how many calls make 0.2 s
+        torch.matmul(x, y)
+        sync()
+        reps += 1
+    rates = []
+    for _ in range(5):
+        sync()
+        t = time.perf_counter()
+        for _ in range(reps):
+            torch.matmul(x, y)
+        sync()
+        rates.append(flops * reps / (time.perf_counter() - t) / 1e12)
+    return {"name": "peak", "op": f"torch.matmul {PEAK_SHAPE}x{PEAK_SHAPE} @ {PEAK_SHAPE}x{PEAK_SHAPE}",
+            "dtype": str(precision.compute).replace("torch.", ""), "tflops_per_s": statistics.median(rates),
+            "threads": torch.get_num_threads()}
+
+
+def resolve_auto(a):
+    """``auto``'s precision, decided where CUDA may be initialised (a child process)."""
+    from ..precision import resolve
+
+    return resolve("auto", on_gpu=a.device == "cuda")
 
 
 # ----------------------------------------------------------------------------------------------
 # the driver
 
 
-def _row_process(name, a, conn):
+def _child(fn, args, conn):
     try:
-        conn.send(run_row(name, a))
-    except Exception as e:  # noqa: BLE001  (reported by the driver, with the row's name)
+        conn.send({"result": fn(*args)})
+    except Exception as e:  # noqa: BLE001  (reported by the driver, with what it was running)
         conn.send({"error": f"{type(e).__name__}: {e}"})
     finally:
         conn.close()
 
 
-def run_row_process(name, a):
-    """``run_row`` in a child process of its own, so that its peak memory is its own.
+def in_child(what, fn, *args, device="cpu"):
+    """``fn(*args)`` in a child process of its own, so that its peak memory is its own.
 
-    The child is forked where the platform allows: it starts with torch and fairseq already
-    imported (the driver imported them once; on a loaded 2-core machine that is ~10 s a row
-    saved). CUDA is never initialised in the driver, so forking is safe on a GPU too."""
+    On CPU the child is forked where the platform allows: it starts with torch and fairseq already
+    imported (the driver imported them once; on a loaded 2-core machine that is ~10 s a row saved).
+    With ``--device cuda`` it is spawned: the driver never initialises CUDA itself (the peak,
+    ``auto`` and every row run in children), but imported libraries may probe the driver, after
+    which a forked child's CUDA is unusable; a spawned one pays the imports again instead."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    if device == "cpu" and "fork" in mp.get_all_start_methods():
+        ctx = mp.get_context("fork")
+    else:
+        ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_row_process, args=(name, a, send), daemon=True)
+    proc = ctx.Process(target=_child, args=(fn, args, send), daemon=True)
     proc.start()
     send.close()
     try:
@@ -358,8 +585,12 @@ def run_row_process(name, a):
         result = {"error": "its process died without a result (killed for memory?)"}
     proc.join()
     if "error" in result:
-        raise BenchError(f"row {name} failed: {result['error']}")
-    return result
+        raise BenchError(f"{what} failed: {result['error']}")
+    return result["result"]
+
+
+def run_row_process(name, a, precision_name):
+    return in_child(f"row {name} ({precision_name})", run_row, name, a, precision_name, device=a.device)
 
 
 def ratios(rows):
@@ -373,25 +604,35 @@ def ratios(rows):
     }
 
 
-def model_benchmark(a, log=print):
-    rows, flops, profile = [], {}, {}
+def precision_benchmark(a, precision_name, log=print):
+    """The peak row, then every row, in one precision."""
+    peak = in_child(f"peak ({precision_name})", measure_peak, a, precision_name, device=a.device)
+    denominator = a.peak_tflops or peak["tflops_per_s"]
+    log(f"{PROG}: [{precision_name}] peak: {peak['op']} in {peak['dtype']}: {peak['tflops_per_s'] * 1e3:.4g} GFLOP/s",
+        file=sys.stderr)
+    rows, profile = [], {}
     for name in ROWS:
-        log(f"{PROG}: {name} ...", file=sys.stderr)
-        row = run_row_process(name, a)
-        flops[name] = row.pop("_flops")
+        log(f"{PROG}: [{precision_name}] {name} ...", file=sys.stderr)
+        row = run_row_process(name, a, precision_name)
         profile[name] = row.pop("_profile")
+        row["util"] = row["tflops_per_s"] / denominator
+        if "base_tflops_per_s" in row:
+            row["base_util"] = row["base_tflops_per_s"] / denominator
         rows.append(row)
-        log(f"{PROG}: {name}: {row['step_s']:.4g} s/step, peak {row['peak_mem_mb']:.0f} MB", file=sys.stderr)
+        log(f"{PROG}: [{precision_name}] {name}: {row['step_s']:.4g} s/step, {_pct(row['util'])} of peak, "
+            f"peak memory {row['peak_mem_mb']:.0f} MB", file=sys.stderr)
+    by = {r["name"]: r for r in rows}
     mem = {r["name"]: r["peak_mem_mb"] for r in rows}
-    result = {
-        "size": a.size,
-        "batch": a.batch,
-        "tokens": a.tokens,
-        "device": a.device,
-        "bf16": a.bf16,
-        "steps": a.steps,
+    return {
+        "precision": precision_name,
+        "peak": peak,
+        "peak_tflops_used": denominator,
+        "peak_source": "--peak-tflops" if a.peak_tflops else "measured (peak row)",
         "rows": rows,
         "ratios": ratios(rows),
+        "flop_ratios": {
+            "two_vs_one_adapter_inference": by["inference_2_adapters"]["flops_per_token"] / by["inference_1_adapter"]["flops_per_token"],
+        },
         "peak_mem_ratios": {
             "adapter_vs_full": mem["kadapter_knowledge"] / mem["full_finetune"],
             "cached_adapter_vs_full": mem["kadapter_knowledge_cached"] / mem["full_finetune"],
@@ -399,32 +640,114 @@ def model_benchmark(a, log=print):
         # median seconds per phase of a step; base_forward, adapters_forward and cache_read are parts of forward
         "profile": profile,
     }
-    if a.device == "cuda":
-        util = {}
-        for r in rows:
-            achieved = flops[r["name"]] / r["step_s"] / 1e12
-            util[r["name"]] = {"tflops_per_s": achieved}
-            if a.peak_tflops:
-                util[r["name"]]["mfu"] = achieved / a.peak_tflops
-        result["model_flops"] = util
+
+
+def parse_precisions(a, p):
+    names = [n.strip() for n in (a.precision or "fp32").split(",") if n.strip()]
+    if a.bf16:
+        names = [n for n in names if n != "fp32" or a.precision] + ["bf16"]
+    names = list(dict.fromkeys(names))
+    bad = [n for n in names if n not in CHOICES]
+    if bad or not names:
+        p.error(f"--precision: {', '.join(bad) or 'nothing'} is not one of {', '.join(CHOICES)}")
+    return names
+
+
+def model_benchmark(a, log=print):
+    precisions = []
+    notes = []
+    for name in a.precisions:
+        if name == "auto":
+            chosen, reason = in_child("precision auto", resolve_auto, a, device=a.device)
+            notes.append(f"precision auto: {chosen} ({reason})")
+            log(f"{PROG}: {notes[-1]}", file=sys.stderr)
+            name = chosen
+        if name not in precisions:
+            precisions.append(name)
+    runs = {name: precision_benchmark(a, name, log) for name in precisions}
+    result = {
+        "size": a.size,
+        "batch": a.batch,
+        "tokens": a.tokens,
+        "device": a.device,
+        "steps": a.steps,
+        "precisions": precisions,
+        "runs": runs,
+    }
+    if notes:
+        result["notes"] = notes
+    if len(precisions) > 1:
+        first = runs[precisions[0]]
+        times = {r["name"]: r["step_s"] for r in first["rows"]}
+        result["speedups"] = {
+            f"{name}_vs_{precisions[0]}": {r["name"]: times[r["name"]] / r["step_s"] for r in runs[name]["rows"]}
+            for name in precisions[1:]
+        }
     return result
 
 
+def _provenance(a, precisions):
+    """Where the figures come from (collected after every fork: on a GPU it initialises CUDA)."""
+    import torch
+
+    from ..provenance import collect
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    return collect(dtype=",".join(precisions), threads=torch.get_num_threads(), device=a.device)
+
+
+def _fmt_flops(x):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.4g} {unit}"
+    return f"{x:.4g}"
+
+
+def _pct(x):
+    return f"{100 * x:.3g}%"
+
+
 def format_table(result):
-    out = [f"size {result['size']}, batch {result['batch']}x{result['tokens']}, {result['device']}"
-           + (" bf16" if result.get("bf16") else "") + f", median of {result['steps']} steps", "",
-           "| row | step s | tokens/s | peak MB | trained params |", "|---|---:|---:|---:|---:|"]
-    for r in result["rows"]:
-        out.append(f"| {r['name']} | {r['step_s']:.4g} | {r['tokens_per_s']:.4g} | {r['peak_mem_mb']:.0f} | {r['trained_params']:,} |")
-    out += ["", "| ratio | value |", "|---|---:|"]
-    out += [f"| {k} | {v:.2f} |" for k, v in result["ratios"].items()]
-    out += [f"| peak memory {k} | {v:.2f} |" for k, v in result["peak_mem_ratios"].items()]
+    prov = result.get("provenance") or {}
+    dev = prov.get("device") or {}
+    where = dev.get("name") or f"{dev.get('model', '?')} [{' '.join(dev.get('flags', []))}]"
+    out = [f"size {result['size']}, batch {result['batch']}x{result['tokens']}, {result['device']}, "
+           f"median of {result['steps']} steps; {where}, {prov.get('threads', '?')} threads, "
+           f"torch {prov.get('torch', '?')}, {prov.get('fairseq', '?')}"]
+    out += [f"note: {n}" for n in result.get("notes", [])]
     phases = ["forward", "base_forward", "adapters_forward", "cache_read", "backward", "optimizer"]
-    out += ["", "| profile (s) | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
-    for name, prof in result["profile"].items():
-        out.append(f"| {name} | " + " | ".join(f"{prof[k]:.3g}" if k in prof else "-" for k in phases) + " |")
-    for name, u in result.get("model_flops", {}).items():
-        out.append(f"| {name} TFLOP/s | {u['tflops_per_s']:.1f}" + (f" (MFU {u['mfu']:.1%})" if "mfu" in u else "") + " |")
+    for name in result["precisions"]:
+        run = result["runs"][name]
+        peak = run["peak"]
+        out += ["", f"## {name}", "",
+                f"peak: {peak['op']} in {peak['dtype']}, {peak['threads']} threads: {peak['tflops_per_s'] * 1e3:.4g} GFLOP/s"
+                + ("" if run["peak_source"].startswith("measured") else f"; utilisation against --peak-tflops {run['peak_tflops_used']:g}"),
+                "",
+                "| row | step s | tokens/s | peak MB | trained params | FLOPs/token | GFLOP/s | util | base util |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in run["rows"]:
+            base = _pct(r["base_util"]) if "base_util" in r else "-"
+            out.append(f"| {r['name']} | {r['step_s']:.4g} | {r['tokens_per_s']:.4g} | {r['peak_mem_mb']:.0f} | "
+                       f"{r['trained_params']:,} | {_fmt_flops(r['flops_per_token'])} | {r['tflops_per_s'] * 1e3:.4g} | "
+                       f"{_pct(r['util'])} | {base} |")
+        out += ["", "| ratio | value |", "|---|---:|"]
+        out += [f"| {k} | {v:.3g} |" for k, v in run["ratios"].items()]
+        out += [f"| {k} (FLOP model) | {v:.3g} |" for k, v in run["flop_ratios"].items()]
+        out += [f"| peak memory {k} | {v:.2f} |" for k, v in run["peak_mem_ratios"].items()]
+        out += ["", "| profile (s) | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
+        for row, prof in run["profile"].items():
+            out.append(f"| {row} | " + " | ".join(f"{prof[k]:.3g}" if k in prof else "-" for k in phases) + " |")
+    for key, speedup in result.get("speedups", {}).items():
+        a, b = key.split("_vs_")
+        out += ["", f"## {key}: step time in {b} / in {a}", "", f"| row | {b} step s | {a} step s | speed-up |", "|---|---:|---:|---:|"]
+        ta = {r["name"]: r["step_s"] for r in result["runs"][a]["rows"]}
+        tb = {r["name"]: r["step_s"] for r in result["runs"][b]["rows"]}
+        out += [f"| {row} | {tb[row]:.4g} | {ta[row]:.4g} | {v:.2f} |" for row, v in speedup.items()]
+    if "train_path" in result:
+        from .train_bench import format_train_path
+
+        out += ["", format_train_path(result["train_path"])]
     return "\n".join(out)
 
 
@@ -499,10 +822,14 @@ def _measure_converter(module, args, out_dir):
 
 def data_prep_benchmark(a, log=print):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    shared = os.path.join(repo, "..", "shared", "data")
-    trex = _find_input(a.trex, [os.path.join(shared, "trex", "rebel_sample.jsonl")], "T-REx")
-    conllu = _find_input(a.conllu, [os.path.join(shared, "ud_english_ewt", "en_ewt-ud-dev.conllu"),
-                                    os.path.join(repo, "examples", "data", "ud_english_ewt", "en_ewt-ud-dev_sample.conllu")], "CoNLL-U")
+    conllu = _find_input(a.conllu, [os.path.join(repo, "examples", "data", "ud_english_ewt", "en_ewt-ud-dev_sample.conllu")],
+                         "CoNLL-U")
+    samples = {"conllu": conllu}
+    if a.trex:  # no T-REx sample ships with the repository (its licence): the user names one
+        samples["trex"] = _find_input(a.trex, [], "T-REx")
+    else:
+        log(f"{PROG}: data_prep.trex skipped: pass --trex FILE (T-REx documents as JSON lines, e.g. a REBEL T-REx sample)",
+            file=sys.stderr)
     work = tempfile.mkdtemp(prefix="kadapter-bench.")
     try:
         base = a.roberta_dir
@@ -511,9 +838,10 @@ def data_prep_benchmark(a, log=print):
 
             base = make_tiny_base(os.path.join(work, "base"), seed=0)
         converters = {
-            "trex": (trex, ".jsonl", ["data_prep.trex", "--min-count", "1"]),
+            "trex": (samples.get("trex"), ".jsonl", ["data_prep.trex", "--min-count", "1"]),
             "conllu": (conllu, ".conllu", ["data_prep.conllu"]),
         }
+        converters = {k: v for k, v in converters.items() if v[0] is not None}
         rows = []
         for conv, (sample, ext, cmd) in converters.items():
             inputs = {1: sample, a.scale: _repeat(sample, os.path.join(work, f"{conv}.x{a.scale}{ext}"), a.scale)}
@@ -551,6 +879,8 @@ def format_data_prep(result):
     return "\n".join(out)
 
 
+
+
 # ----------------------------------------------------------------------------------------------
 # command line
 
@@ -561,60 +891,77 @@ def build_parser():
     p.add_argument("--batch", type=int, default=4, help="sequences per step (default 4)")
     p.add_argument("--tokens", type=int, default=128, help="tokens per sequence (default 128)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per row, after the warm-up (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1; the first one also counts the FLOPs)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (and a bf16 feature cache)")
+    p.add_argument("--precision", default=None,
+                   help=f"comma-separated, run side by side: {', '.join(CHOICES)} (default fp32; see above)")
+    p.add_argument("--bf16", action="store_true", help="add bf16 (kadapter-train's common.bf16=true) to --precision")
+    p.add_argument("--threads", type=int, default=None, help="torch threads in every row (default: torch's, i.e. OMP_NUM_THREADS)")
     p.add_argument("--peak-tflops", type=float, default=None,
-                   help="the device's peak TFLOP/s at the run's precision, to report model-FLOPs utilisation (cuda)")
+                   help="divide by this peak TFLOP/s (e.g. a GPU's datasheet figure at the run's precision) instead of "
+                        "the measured peak row")
+    p.add_argument("--train-path", action="store_true",
+                   help="also run kadapter-train itself (knowledge phase, same shape and precisions) and print fairseq's "
+                        "words/s beside the kadapter_knowledge row (kadapter_fairseq.tools.train_bench)")
+    p.add_argument("--train-updates", type=int, default=6, help="--train-path: updates per run (default 6; the first 2 are warm-up)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--data-prep", action="store_true", help="benchmark data_prep.trex and data_prep.conllu instead")
-    p.add_argument("--trex", help="--data-prep: T-REx sample (default ../shared/data/trex/rebel_sample.jsonl)")
-    p.add_argument("--conllu", help="--data-prep: CoNLL-U sample (default ../shared/data/ud_english_ewt, else examples/data)")
+    p.add_argument("--trex", help="--data-prep: T-REx documents as JSON lines (no sample ships with the repository; "
+                                  "without it data_prep.trex is skipped)")
+    p.add_argument("--conllu", help="--data-prep: CoNLL-U sample (default examples/data/ud_english_ewt's)")
     p.add_argument("--roberta-dir", help="--data-prep: base with dict.txt + tokenizer (default: a tiny random base)")
     p.add_argument("--scale", type=int, default=10, help="--data-prep: the large input is the sample repeated this often")
     p.add_argument("--distributed", action="store_true",
-                   help="also measure updates/s with 1 and 2 processes (kadapter_fairseq.distributed_bench)")
+                   help="also measure updates/s with 1 and 2 processes (kadapter_fairseq.tools.distributed_bench)")
     p.add_argument("--row", choices=ROWS, help="run only this row, in this process, and print its JSON (profiling one row)")
     return p
 
 
 def _distributed_rows(a):
-    try:
-        from .. import distributed_bench
-    except ImportError:
-        raise BenchError("--distributed: this checkout has no kadapter_fairseq.distributed_bench") from None
+    from . import distributed_bench
+
     # its own small model and run lengths: fairseq's launcher, not this benchmark's shapes, is what it measures
     return distributed_bench.measure()
 
 
 def _positive(a, p):
-    for name in ("batch", "tokens", "steps", "scale"):
+    for name in ("batch", "tokens", "steps", "scale", "train_updates"):
         if getattr(a, name) < 1:
-            p.error(f"--{name} must be at least 1")
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.warmup < 0:
         p.error("--warmup must be at least 0")
+    if a.threads is not None and a.threads < 1:
+        p.error("--threads must be at least 1")
 
 
 def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
     _positive(a, p)
+    a.precisions = parse_precisions(a, p)
     try:
         if a.row:
-            print(json.dumps(run_row(a.row, a)))
+            name = a.precisions[0] if a.precisions[0] != "auto" else resolve_auto(a)[0]
+            print(json.dumps(run_row(a.row, a, name)))
             return 0
         if a.data_prep:
             result = data_prep_benchmark(a)
             print(format_data_prep(result))
         else:
             result = model_benchmark(a)
+            if a.train_path:
+                from .train_bench import measure as train_measure
+
+                result["train_path"] = train_measure(a.size, a.batch, a.tokens, result["precisions"], a.train_updates,
+                                                     a.device, threads=a.threads, bench_rows=result)
             if a.distributed:
                 result["distributed"] = _distributed_rows(a)
+            result["provenance"] = _provenance(a, result["precisions"])
             print(format_table(result))
         if a.json:
-            with open(a.json, "w", encoding="utf-8") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
+            from ..atomic import write_json
+
+            write_json(a.json, result, indent=2)
     except KAdapterError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2

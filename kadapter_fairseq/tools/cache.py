@@ -96,10 +96,13 @@ def main(argv=None):
             task.feature_cache.commit_interval_s = args.commit_every
         model = task.build_model(cfg.model)
         use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+        # cast once, as fairseq's Trainer will for the training run: the cache holds what that run's base computes
+        # (its key records the precision, so a run in another precision refuses it)
         if cfg.common.bf16:
             model = model.bfloat16()
         elif cfg.common.fp16 and use_cuda:
             model = model.half()
+        logger.info(f"computing the cached features in {next(model.parameters()).dtype}")
         model.eval()
         if use_cuda:
             model = model.cuda()

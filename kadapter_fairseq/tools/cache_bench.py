@@ -27,8 +27,9 @@ import tempfile
 import time
 
 
-def make_data(out, base_dir, sentences, tokens, seed):
-    """A dependency-head data directory of random token sequences (lengths tokens/2..tokens)."""
+def make_data(out, base_dir, sentences, tokens, seed, fixed_length=False):
+    """A dependency-head data directory of random token sequences (lengths tokens/2..tokens, or
+    exactly ``tokens`` with ``fixed_length``, <s> and </s> included)."""
     import numpy as np
     import torch
     from fairseq.data import indexed_dataset
@@ -47,7 +48,8 @@ def make_data(out, base_dir, sentences, tokens, seed):
         builder = indexed_dataset.make_builder(prefix + ".bin", impl="mmap", vocab_size=len(dictionary))
         heads = []
         for _ in range(n):
-            length = int(rng.randint(tokens // 2, tokens - 1))  # pieces + </s>; <s> is prepended at load time
+            # pieces + </s>; <s> is prepended at load time
+            length = tokens - 1 if fixed_length else int(rng.randint(tokens // 2, tokens - 1))
             ids = rng.randint(dictionary.nspecial, len(dictionary) - 1, size=length - 1).tolist() + [dictionary.eos()]
             builder.add_item(torch.IntTensor(ids))
             row = ["-100"] * (length + 1)
@@ -171,8 +173,9 @@ def _measure(args, work):
               f"fill_vs_uncached = {fill / uncached:.3f}, vs the uncached first epoch {fill / first:.3f} (goal ≤ 1.10) | "
               f"cached epoch {cached:6.2f} s: cached_speedup = {uncached / cached:.2f}×")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+        from ..atomic import write_json
+
+        write_json(args.json, result, indent=1)
     return result
 
 

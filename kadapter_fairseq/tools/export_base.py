@@ -15,12 +15,11 @@ Its fingerprint differs from the original base's (different weights), so adapter
 files and checkpoints of the original base are refused on it, as they should be.
 """
 import argparse
-import json
 import os
-import shutil
 
 import torch
 
+from .. import atomic
 from .. import checkpoint_utils as ku
 from ..errors import CheckpointError, ConfigError, KAdapterError
 
@@ -166,19 +165,17 @@ def export_base(checkpoint, out_dir, roberta_path=None, force=False):
         "extra_state": {},
         "last_optimizer_state": None,
     }
-    tmp = os.path.join(out_dir, "model.pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, os.path.join(out_dir, "model.pt"))  # never a truncated model.pt that looks complete
+    atomic.torch_save(payload, os.path.join(out_dir, "model.pt"))  # never a truncated model.pt that looks complete
 
     files = ["model.pt", "dict.txt"]
-    shutil.copyfile(os.path.join(base_dir, "dict.txt"), os.path.join(out_dir, "dict.txt"))
+    atomic.copy(os.path.join(base_dir, "dict.txt"), os.path.join(out_dir, "dict.txt"))
     try:
         bpe = find_bpe_files(base_dir)
         tokenizer = [p for p in (bpe.gpt2_encoder_json, bpe.gpt2_vocab_bpe, bpe.sentencepiece_model) if p]
     except KAdapterError:  # a base without tokenizer files: said in the record and by the command
         tokenizer = []
     for path in tokenizer:
-        shutil.copyfile(path, os.path.join(out_dir, os.path.basename(path)))
+        atomic.copy(path, os.path.join(out_dir, os.path.basename(path)))
         files.append(os.path.basename(path))
 
     record = {
@@ -193,7 +190,5 @@ def export_base(checkpoint, out_dir, roberta_path=None, force=False):
         "files": files,
         "tokenizer_copied": bool(tokenizer),
     }
-    with open(os.path.join(out_dir, EXPORT_FILE), "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
+    atomic.write_json(os.path.join(out_dir, EXPORT_FILE), record)
     return record

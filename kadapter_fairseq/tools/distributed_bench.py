@@ -22,14 +22,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the --user-dir: kadapter_fairseq/
+
 
 def make_relation_data(base_dir, out_dir, n_train=24, n_valid=8, length=12, relations=3, seed=0):
     """A ``relation_pretrain`` data directory (the layout ``data_prep.trex`` writes) of random
     pieces from the base's dictionary; the relation is given away by the piece after the
     subject marker, so a few updates already lower the loss."""
-    from .data.binarize import binarize_lines
-    from .data.dictionary import load_roberta_dictionary
-    from .data.labels import LabelVocabulary
+    from ..data.binarize import binarize_lines
+    from ..data.dictionary import load_roberta_dictionary
+    from ..data.labels import LabelVocabulary
 
     if length < 6:
         raise ValueError("length must leave room for both markers: at least 6 pieces")
@@ -67,7 +69,7 @@ def train_command(data_dir, base_dir, save_dir, batch_size, world_size=1, max_up
     shuffle, no per-epoch batch shuffling: ``--curriculum``), so N processes with batch B see,
     update for update, the same examples as one process with batch N*B."""
     cmd = [
-        str(data_dir), "--user-dir", os.path.dirname(os.path.abspath(__file__)),
+        str(data_dir), "--user-dir", PACKAGE_DIR,
         "--task", "relation_pretrain", "--criterion", "relation_pretrain", "--arch", "roberta_kadapter_tiny",
         "--roberta-path", str(base_dir), "--adapter-names", "fac", "--train-phase", "knowledge",
         "--adapter-plug-layers", plug_layers,
@@ -115,8 +117,8 @@ def measure(world_sizes: Sequence[int] = (1, 2), global_batch: int = 16, updates
     the run ended: other work on the machine skews every figure). With
     ``single_thread_row`` one more row runs 1 process on 1 thread, which separates what
     the second process brings from what the second thread brings."""
-    from .distributed import available_cores
-    from .tools.tiny_base import make_tiny_base
+    from ..runtime_checks import available_cores
+    from .tiny_base import make_tiny_base
 
     for n in world_sizes:
         if global_batch % n:
@@ -175,7 +177,7 @@ def format_rows(rows: List[dict]) -> str:
 def main(argv=None):
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m kadapter_fairseq.distributed_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m kadapter_fairseq.tools.distributed_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-sizes", default="1,2")
     p.add_argument("--global-batch", type=int, default=16)
