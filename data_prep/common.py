@@ -23,6 +23,9 @@ Public API (kept small on purpose; other converters import it):
 - ``split_sources(args, parser=None)``: ``{split: value}`` of the
   ``--train/--valid/--test`` options that were given (at least one must be).
 - ``write_lines(path, lines)``, ``write_prep_json(out_dir, info)``.
+- ``write_encoded_dataset(out_dir, splits, encode, ...)``: the shared tail of the
+  pre-training writers (relations, dependency heads, knowledge-graph facts): encode
+  in workers, count skips, write pieces and side files, binarize, write prep.json.
 - ``write_from_args(write_dataset, args, ...)``: a pre-training converter's
   last step, with the options its writer shares with the other one.
 """
@@ -254,6 +257,56 @@ def split_sources(args, parser=None) -> dict:
             raise KAdapterError(f"nothing to convert: {message}")
         parser.error(message)
     return sources
+
+
+def write_encoded_dataset(out_dir: str, splits, encode, dict_path: str, counter: SkipCounter, side_exts: Sequence[str],
+                          info: dict, workers: int = 1, prep_info: Optional[dict] = None, unit: str = "rec",
+                          what: str = "example", **options) -> Dict[str, int]:
+    """The tail every pre-training writer shares: encode, count skips, write, binarize, record.
+
+    ``splits`` is ``{split: examples}`` or a ``SplitStream``; each ``(split, example)`` goes through
+    ``encode(item, **options)`` in ``workers`` processes (``ordered_map``: same output for any number)
+    and is written as it comes, so nothing grows with the input. ``encode`` returns a skip reason
+    (counted against ``example.where``) or ``(piece line, side lines, truncated)``: the pieces go to
+    ``out_dir/input0`` (binarized against ``dict_path`` at the end), the side lines to
+    ``out_dir/{split}.{ext}`` for ``ext`` in ``side_exts``. A split left empty is an error. Skips are
+    merged into ``counter``; ``prep.json`` gets ``prep_info`` + ``info`` + what was written. Returns the
+    per-split number of examples written."""
+    from kadapter_fairseq.data.binarize import PieceFiles
+
+    os.makedirs(out_dir, exist_ok=True)
+    names, pairs = split_pairs(splits)
+    per_split = {split: SkipCounter() for split in names}
+    truncated = dict.fromkeys(names, 0)
+    with PieceFiles(os.path.join(out_dir, "input0"), names) as pieces, LineFiles(out_dir, names, side_exts) as side:
+        for (split, ex), result in ordered_map(encode, progress(pairs, desc="encode", unit=unit), workers, **options):
+            if isinstance(result, str):
+                per_split[split].skip(result, ex.where)
+                continue
+            piece_line, side_lines, was_truncated = result
+            truncated[split] += was_truncated
+            per_split[split].keep()
+            pieces.write(split, piece_line)
+            side.write(split, *side_lines)
+        for split in names:
+            if not per_split[split].kept:
+                raise KAdapterError(f"split {split!r} has no {what} left after filtering (see the skip counts)")
+        pieces.binarize(dict_path, workers=workers)
+    written = {split: per_split[split].kept for split in names}
+    for split in names:
+        counter.merge(per_split[split])
+    record = dict(prep_info or {})
+    record.update(info)
+    record.update(
+        {
+            "examples": written,
+            "truncated": truncated,
+            "per_split": {s: c.as_dict() for s, c in per_split.items()},
+            "counts": counter.as_dict(),
+        }
+    )
+    write_prep_json(out_dir, record)
+    return written
 
 
 def write_from_args(write_dataset, args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict, **options):

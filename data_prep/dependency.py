@@ -1,4 +1,4 @@
-"""Words + heads -> BPE pieces + pointer labels + binarized data (spec 2.2).
+"""Words + heads -> BPE pieces + pointer labels + binarized data (docs/reference/kadapter.md §2.2).
 
 Shared by the CoNLL-U and spaCy converters. Heads are 1-based word indices
 with 0 for the root. The first piece of every word is labelled with the
@@ -14,15 +14,13 @@ sequence may hold at most ``max_len`` positions including ``<s>`` and
 default) or cut after the last whole word that fits (``--long truncate``),
 in which case words whose head was cut away are not labelled.
 """
-import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from kadapter_fairseq.data.encoding import IGNORE_INDEX, EncodedWords, head_pointer_labels
-from kadapter_fairseq.errors import KAdapterError
 
 from . import common
-from .common import SkipCounter, progress, write_prep_json
+from .common import SkipCounter
 
 LONG_POLICIES = ("skip", "truncate")
 
@@ -104,54 +102,21 @@ def write_dependency_dataset(
 
     ``splits`` is ``{split: examples}`` or a ``SplitStream``; sentences are encoded by ``workers``
     processes and written as they come, so nothing grows with the input."""
-    from kadapter_fairseq.data.binarize import PieceFiles
-
-    os.makedirs(out_dir, exist_ok=True)
-    names, pairs = common.split_pairs(splits)
-    per_split = {split: SkipCounter() for split in names}
-    truncated = dict.fromkeys(names, 0)
-    with PieceFiles(os.path.join(out_dir, "input0"), names) as pieces, \
-            common.LineFiles(out_dir, names, ("heads", "ids")) as side:
-        items = progress(pairs, desc="encode", unit="sent")
-        for (split, ex), result in common.ordered_map(_encode_item, items, workers, encoder=encoder, max_len=max_len, long=long):
-            if isinstance(result, str):
-                per_split[split].skip(result, ex.where)
-                continue
-            piece_line, label_line, was_truncated = result
-            truncated[split] += was_truncated
-            per_split[split].keep()
-            pieces.write(split, piece_line)
-            side.write(split, label_line, ex.id)
-        for split in names:
-            if not per_split[split].kept:
-                raise KAdapterError(f"split {split!r} has no sentence left (see the skip counts)")
-        pieces.binarize(dict_path, workers=workers)
-    written = {split: per_split[split].kept for split in names}
-    for split in names:
-        counter.merge(per_split[split])
-    info = dict(prep_info or {})
-    info.update(
-        {
-            "task": "dependency_head_prediction",
-            "max_len": max_len,
-            "long_policy": long,
-            "examples": written,
-            "truncated": truncated,
-            "per_split": {s: c.as_dict() for s, c in per_split.items()},
-            "counts": counter.as_dict(),
-        }
+    return common.write_encoded_dataset(
+        out_dir, splits, _encode_item, dict_path, counter, ("heads", "ids"),
+        {"task": "dependency_head_prediction", "max_len": max_len, "long_policy": long},
+        workers=workers, prep_info=prep_info, unit="sent", what="sentence", encoder=encoder, max_len=max_len, long=long,
     )
-    write_prep_json(out_dir, info)
-    return written
 
 
 def _encode_item(item, encoder, max_len, long):
-    """One ``(split, sentence)``: a skip reason, or its piece line, label line and truncation flag."""
-    result = encode_dependency(encoder, item[1], max_len, long)
+    """One ``(split, sentence)``: a skip reason, or its piece line, side lines (heads, id) and truncation flag."""
+    ex = item[1]
+    result = encode_dependency(encoder, ex, max_len, long)
     if isinstance(result, str):
         return result
     pieces, labels, was_truncated = result
-    return " ".join(pieces), " ".join(map(str, labels)), was_truncated
+    return " ".join(pieces), (" ".join(map(str, labels)), ex.id), was_truncated
 
 
 def splits_from_args(args, read):

@@ -2,7 +2,7 @@
 
 Shared by the T-REx and FewRel converters. An example is a word list with a
 subject span and an object span; the subject is wrapped in ``@ ... @`` and the
-object in ``# ... #`` (spec 2.1) and the stored positions are those of the first
+object in ``# ... #`` (docs/reference/kadapter.md §2.1) and the stored positions are those of the first
 ``@`` and the first ``#`` in ``<s> pieces </s>``.
 
 Over-long examples (more than ``max_len`` positions with ``<s>`` and ``</s>``)
@@ -20,7 +20,7 @@ from kadapter_fairseq.data.labels import LabelVocabulary
 from kadapter_fairseq.errors import KAdapterError
 
 from . import common
-from .common import SkipCounter, progress, write_prep_json
+from .common import SkipCounter
 
 LONG_POLICIES = ("truncate", "skip")
 
@@ -106,57 +106,23 @@ def write_relation_dataset(
     split (of a dict); examples of any split whose relation is not in it are counted and
     skipped. Returns the per-split number of examples written.
     """
-    from kadapter_fairseq.data.binarize import PieceFiles
-
     if labels is None:
         if isinstance(splits, common.SplitStream) or "train" not in splits:
             raise KAdapterError("a train split is needed to build the label set (or pass --labels)")
         labels = build_label_vocabulary(splits["train"])
     if len(labels) == 0:
         raise KAdapterError("no relation is left after filtering: nothing to write (lower --min-count?)")
-    os.makedirs(out_dir, exist_ok=True)
-    names, pairs = common.split_pairs(splits)
-    split_counters = {split: SkipCounter() for split in names}
-    truncated = dict.fromkeys(names, 0)
-    options = dict(encoder=encoder, max_len=max_len, long=long, labels=frozenset(labels.labels))
-    with PieceFiles(os.path.join(out_dir, "input0"), names) as pieces, \
-            common.LineFiles(out_dir, names, ("positions", "label", "ids")) as side:
-        for (split, ex), result in common.ordered_map(_encode_item, progress(pairs, desc="encode"), workers, **options):
-            if isinstance(result, str):
-                split_counters[split].skip(result, ex.where)
-                continue
-            piece_line, positions, was_truncated = result
-            truncated[split] += was_truncated
-            split_counters[split].keep()
-            pieces.write(split, piece_line)
-            side.write(split, positions, ex.relation, ex.id)
-        for split in names:
-            if not split_counters[split].kept:
-                raise KAdapterError(f"split {split!r} has no example left after filtering (see the skip counts)")
-        pieces.binarize(dict_path, workers=workers)
-    written = {split: split_counters[split].kept for split in names}
-    for split in names:
-        counter.merge(split_counters[split])
-    labels.save(os.path.join(out_dir, "labels.txt"))
-    info = dict(prep_info or {})
-    info.update(
-        {
-            "task": "relation_pretrain",
-            "max_len": max_len,
-            "long_policy": long,
-            "examples": written,
-            "truncated": truncated,
-            "num_labels": len(labels),
-            "per_split": {s: c.as_dict() for s, c in split_counters.items()},
-            "counts": counter.as_dict(),
-        }
+    written = common.write_encoded_dataset(
+        out_dir, splits, _encode_item, dict_path, counter, ("positions", "label", "ids"),
+        {"task": "relation_pretrain", "max_len": max_len, "long_policy": long, "num_labels": len(labels)},
+        workers=workers, prep_info=prep_info, encoder=encoder, max_len=max_len, long=long, labels=frozenset(labels.labels),
     )
-    write_prep_json(out_dir, info)
+    labels.save(os.path.join(out_dir, "labels.txt"))
     return written
 
 
 def _encode_item(item, encoder, max_len, long, labels):
-    """One ``(split, example)``: a skip reason, or its piece line, positions line and truncation flag."""
+    """One ``(split, example)``: a skip reason, or its piece line, side lines (positions, label, id) and truncation flag."""
     ex = item[1]
     if ex.relation not in labels:
         return "relation_not_in_label_set"
@@ -164,7 +130,7 @@ def _encode_item(item, encoder, max_len, long, labels):
         enc = encode_relation(encoder, ex, max_len, long)
     except Skip as s:
         return s.reason
-    return " ".join(enc.pieces), f"{enc.positions[0]} {enc.positions[1]}", enc.truncated
+    return " ".join(enc.pieces), (f"{enc.positions[0]} {enc.positions[1]}", ex.relation, ex.id), enc.truncated
 
 
 def write_from_args(args, splits, tokenizer, counter: SkipCounter, title: str, prep_info: dict, labels=None):
