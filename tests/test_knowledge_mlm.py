@@ -7,21 +7,11 @@ import sys
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import kadapter_fairseq  # noqa: F401  (registers the model, tasks, criterions)
 from kadapter_fairseq.errors import ConfigError
-from kadapter_fairseq.hub import load_base_dictionary
-from kadapter_fairseq.models.roberta_kadapter import ARCH_DEFAULTS, RobertaKAdapterConfig, RobertaKAdapterModel
 from kadapter_fairseq.modules.fusion import AdapterFusion
-
-
-def build(base, **overrides):
-    values = dict(ARCH_DEFAULTS["roberta_kadapter_tiny"], roberta_path=base, adapter_names="fac,lin")
-    values.update(overrides)
-    cfg = OmegaConf.structured(RobertaKAdapterConfig(**values))
-    torch.manual_seed(0)
-    return RobertaKAdapterModel.from_base(cfg, load_base_dictionary(base))
+from model_helpers import build
 
 
 def tokens_of(model, lengths=(7, 5), seed=0):

@@ -11,16 +11,9 @@ import kadapter_fairseq  # noqa: F401  (registers the model)
 from kadapter_fairseq.checkpoint_utils import load_adapter_file
 from kadapter_fairseq.errors import CheckpointError, ConfigError
 from kadapter_fairseq.hub import KAdapterHub, load_base_dictionary
-from kadapter_fairseq.models.roberta_kadapter import ARCH_DEFAULTS, RobertaKAdapterConfig, RobertaKAdapterModel
+from kadapter_fairseq.models.roberta_kadapter import RobertaKAdapterConfig, RobertaKAdapterModel
 from kadapter_fairseq.modules.adapter import AdapterArchConfig, KnowledgeAdapter, count_adapter_parameters
-
-
-def build(base, **overrides):
-    values = dict(ARCH_DEFAULTS["roberta_kadapter_tiny"], roberta_path=base, adapter_names="fac,lin")
-    values.update(overrides)
-    cfg = OmegaConf.structured(RobertaKAdapterConfig(**values))
-    torch.manual_seed(0)
-    return RobertaKAdapterModel.from_base(cfg, load_base_dictionary(base))
+from model_helpers import build
 
 
 def batch(model, lengths=(7, 5), seed=0):
