@@ -36,16 +36,28 @@ def build_parser():
 
 
 def print_summary(results: dict, out_dir: str):
+    """The positive control's figures and verdict (first), the arms' table, the seed-noise statements and the
+    hypotheses' sentences."""
     with open(os.path.join(out_dir, "results.md"), encoding="utf-8") as f:
-        md = f.read()
-    table = [line for line in md.splitlines() if line.startswith("|")]
-    end = next((i for i in range(1, len(table)) if table[i].startswith("| task |")), len(table))
-    print("\n".join(table[:end]))
+        lines = f.read().splitlines()
+    if results.get("positive_control"):
+        from .control import summary
+
+        print("\n".join(summary(results["positive_control"])) + "\n")
+        if not results["positive_control"]["holds"]:
+            print("arms (uncalibrated: the positive control did not hold):")
+    start = next((i for i, line in enumerate(lines) if line.startswith("| variant |")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    print("\n".join(lines[start:end]))
     if results.get("statements"):
         print()
         for s in results["statements"]:
             print(s)
         print(f"(seed-noise rule: {results['seed_noise_rule']})")
+    if results.get("hypotheses"):
+        print()
+        for h in results["hypotheses"]:
+            print(h["statement"])
     print(f"\nwrote {os.path.join(out_dir, 'results.json')}, results.md, results.png")
 
 

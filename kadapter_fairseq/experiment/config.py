@@ -5,8 +5,8 @@ downstream tasks, the variants compared, the controls they are compared with, an
 training-set sizes of the grid; see ``docs/experiments.md`` for every key. ``load_experiment(path,
 overrides)`` composes the YAML with hydra's compose API (so ``key=value`` overrides work),
 ``schema.parse`` checks keys and types, and ``validate`` checks the rest section by section
-(base, knowledge, tasks, variants, comparisons, study) before anything trains. Any problem is a
-``ConfigError('<file>: <key>: <problem>')``.
+(base, knowledge, tasks, variants, comparisons, study, positive control, hypotheses) before
+anything trains. Any problem is a ``ConfigError('<file>: <key>: <problem>')``.
 
 Paths in the YAML are relative to the repository root (``project_root()``) unless absolute;
 ``{work}`` in a task's or knowledge entry's data section stands for the directory the runner
@@ -179,6 +179,29 @@ class StudySpec:
 
 
 @dataclass
+class PositiveControlSpec:
+    """The positive control: ``variant``'s scores must meet each criterion before the arms' figures count.
+
+    A criterion is ``{"task", "part", "min_over_chance", "max_over_chance"}`` (one per part; ``part`` None: the
+    task's only score); its margin is the row's mean minus the row's chance level (``control.py``)."""
+
+    variant: str
+    claim: str
+    criteria: List[Dict[str, Any]]
+
+
+@dataclass
+class HypothesisSpec:
+    """``score`` against ``versus`` (both ``{"variant", "task", "part"}``; ``versus`` None: the score's chance)."""
+
+    id: str
+    claim: str
+    score: Dict[str, Any]
+    versus: Optional[Dict[str, Any]]
+    expect: str = "higher"
+
+
+@dataclass
 class Experiment:
     name: str
     source: str  # the YAML file
@@ -203,6 +226,8 @@ class Experiment:
     raw: Dict[str, Any] = field(default_factory=dict)  # the composed YAML, resolved
     base_build: Optional[Dict[str, Any]] = None  # {"text": [files], "options": {build_base option: value}}
     prepare: List[Step] = field(default_factory=list)  # the experiment's own preparation ({prepared})
+    positive_control: Optional[PositiveControlSpec] = None
+    hypotheses: List[HypothesisSpec] = field(default_factory=list)
 
     def task_sizes(self, task: TaskSpec) -> List[TrainSize]:
         if task.is_probe:  # nothing is trained: one probe per variant and knowledge seed
@@ -382,6 +407,8 @@ def validate(raw: dict, source: str = "<experiment>", root: Optional[str] = None
     _task_variants(c, conf, tasks, variants, knowledge)
     controls = _comparisons(c, conf, variants, train_phase)
     study = _study(c, conf, tasks, variants)
+    positive_control = _positive_control(c, conf, tasks, variants)
+    hypotheses = _hypotheses(c, conf, tasks, variants)
     c.one_of(conf.execution, "execution", ("inprocess", "subprocess"))
     dtype, reason = _precision(c, conf.precision)
     return Experiment(
@@ -390,7 +417,8 @@ def validate(raw: dict, source: str = "<experiment>", root: Optional[str] = None
         units=units, arch_overrides=list(conf.arch_overrides), train_phase=train_phase, config_dir=config_dir,
         execution=conf.execution, precision=conf.precision, dtype=dtype, dtype_reason=reason,
         threads=c.positive(conf.threads, "threads"), keep_checkpoints=conf.keep_checkpoints, controls=controls,
-        study=study, raw=raw, base_build=base_build, prepare=prepare,
+        study=study, raw=raw, base_build=base_build, prepare=prepare, positive_control=positive_control,
+        hypotheses=hypotheses,
     )
 
 
@@ -696,6 +724,89 @@ def _study(c: _Checker, conf: schema.ExperimentConf, tasks: Dict[str, TaskSpec],
     return StudySpec(task=task, reference=s.reference, negative_label=s.negative_label,
                      n_boot=c.positive(s.n_boot, "study.n_boot"), seed=s.seed, arms={a: dict(p) for a, p in s.arms.items()},
                      hypotheses=[{"id": h.id, "arm": h.arm, "versus": h.versus, "claim": h.claim} for h in s.hypotheses])
+
+
+def has_chance(task: TaskSpec) -> bool:
+    """Whether the report puts a chance level beside the task's scores: the majority baseline of a probe, the type
+    baseline of a relation task scored by TACRED's scorer (``baselines.py``)."""
+    return task.is_probe or (task.score.task == "tacred" and DATA not in (task.score.gold or ""))
+
+
+def _score_ref(c: _Checker, ref: Dict[str, Any], key: str, tasks: Dict[str, TaskSpec],
+               variants: List[VariantSpec]) -> Dict[str, Any]:
+    """``{"variant", "task", "part"}`` naming one row of the report: a variant that runs the task, one of its parts."""
+    unknown = set(ref) - {"variant", "task", "part"}
+    if unknown:
+        c.fail(f"{key}.{sorted(unknown)[0]}", "unknown key (known: part, task, variant)")
+    names = [v.name for v in variants]
+    if ref.get("variant") not in names:
+        c.fail(f"{key}.variant", f"expected one of the experiment's variants ({', '.join(names)}), got {ref.get('variant')!r}")
+    task = tasks.get(ref.get("task"))
+    if task is None:
+        c.fail(f"{key}.task", f"expected one of the experiment's tasks ({', '.join(tasks)}), got {ref.get('task')!r}")
+    if task.variants is not None and ref["variant"] not in task.variants:
+        c.fail(f"{key}.variant", f"tasks.{task.name} does not run variant {ref['variant']!r} (its variants: "
+                                 f"{', '.join(task.variants)})")
+    parts = list(task.score.parts)
+    part = ref.get("part")
+    if parts and part not in parts:
+        c.fail(f"{key}.part", f"expected one of tasks.{task.name}'s scores ({', '.join(parts)}), got {part!r}")
+    if not parts and part is not None:
+        c.fail(f"{key}.part", f"tasks.{task.name} has one score: leave part out")
+    return {"variant": ref["variant"], "task": task.name, "part": part}
+
+
+def _positive_control(c: _Checker, conf: schema.ExperimentConf, tasks: Dict[str, TaskSpec],
+                      variants: List[VariantSpec]) -> Optional[PositiveControlSpec]:
+    pc = conf.positive_control
+    if pc is None:
+        return None
+    if not pc.criteria:
+        c.fail("positive_control.criteria", "expected at least one criterion {task, parts, min_over_chance | max_over_chance}")
+    criteria = []
+    for i, crit in enumerate(pc.criteria):
+        key = f"positive_control.criteria[{i}]"
+        if crit.min_over_chance is None and crit.max_over_chance is None:
+            c.fail(key, "give min_over_chance (the score at least this far above chance) and/or max_over_chance")
+        if crit.min_over_chance is not None and crit.max_over_chance is not None and crit.min_over_chance > crit.max_over_chance:
+            c.fail(key, f"min_over_chance {crit.min_over_chance} is above max_over_chance {crit.max_over_chance}")
+        for part in crit.parts or [None]:
+            ref = _score_ref(c, {"variant": pc.variant, "task": crit.task, "part": part}, key, tasks, variants)
+            if not has_chance(tasks[ref["task"]]):
+                c.fail(f"{key}.task", f"tasks.{ref['task']} has no chance level to measure a margin from (a probe task "
+                                      "has its majority baseline, a task scored by tacred its type baseline)")
+            criteria.append({**{k: ref[k] for k in ("task", "part")}, "min_over_chance": crit.min_over_chance,
+                             "max_over_chance": crit.max_over_chance})
+    return PositiveControlSpec(variant=pc.variant, claim=pc.claim, criteria=criteria)
+
+
+def _hypotheses(c: _Checker, conf: schema.ExperimentConf, tasks: Dict[str, TaskSpec],
+                variants: List[VariantSpec]) -> List[HypothesisSpec]:
+    out, seen = [], set()
+    for i, h in enumerate(conf.hypotheses):
+        key = f"hypotheses[{i}]"
+        hid = h.id or f"H{i + 1}"
+        if hid in seen:
+            c.fail(f"{key}.id", f"{hid!r} is used twice")
+        seen.add(hid)
+        if h.score is None:
+            c.fail(f"{key}.score", "missing: {variant, task, part} of the row the hypothesis is about")
+        score = _score_ref(c, {k: v for k, v in vars(h.score).items() if v is not None}, f"{key}.score", tasks, variants)
+        if h.versus == "chance":
+            if not has_chance(tasks[score["task"]]):
+                c.fail(f"{key}.versus", f"tasks.{score['task']} has no chance level")
+            versus = None
+        elif isinstance(h.versus, dict) and h.versus:
+            # a key left out is the score's own: {variant: roberta} is the same task and part with roberta
+            versus = _score_ref(c, {**score, **h.versus}, f"{key}.versus", tasks, variants)
+            if versus == score:
+                c.fail(f"{key}.versus", "compares a row with itself")
+        else:
+            c.fail(f"{key}.versus", f"expected {{variant, task, part}} (what the score is compared with) or 'chance', "
+                                    f"got {h.versus!r}")
+        out.append(HypothesisSpec(id=hid, claim=h.claim, score=score, versus=versus,
+                                  expect=c.one_of(h.expect, f"{key}.expect", ("higher", "lower", "any"))))
+    return out
 
 
 def _precision(c: _Checker, requested: str) -> Tuple[str, str]:

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, KAdapterError
 from .commands import shown
-from .config import (BASE, DATA, PREPARED, RANDOM, WORK, DataSpec, Experiment, KnowledgeSpec, Step, StudySpec, TaskSpec,
-                     Unit, VariantSpec)
+from .config import (BASE, DATA, PREPARED, RANDOM, WORK, DataSpec, Experiment, HypothesisSpec, KnowledgeSpec,
+                     PositiveControlSpec, Step, StudySpec, TaskSpec, Unit, VariantSpec)
 from .layout import MARKER, Layout, predictions_name, probe_dir
 from .sizes import TrainSize
 from .steps import STEP_TYPES, PredictStep, ProbeStep, ScoreStep, ToolStep, TrainStep
@@ -189,6 +189,7 @@ class TaskRecord:
     parts: List[str] = field(default_factory=list)  # the names of its scores, when it has several
     rank: Optional[str] = None  # the part whose score ranks
     probe: Optional[Dict[str, Any]] = None  # a probe task: {"corpus", "fusion", "dirs": {part: directory}}
+    golds: Dict[str, str] = field(default_factory=dict)  # every part's gold file, absolute (a task with several)
 
 
 @dataclass
@@ -217,6 +218,8 @@ class ExperimentRecord:
     knowledge: Dict[str, List[str]]  # entry -> its adapter file / base directory per unit
     study: Optional[StudySpec]
     config: Dict[str, Any]
+    positive_control: Optional[PositiveControlSpec] = None
+    hypotheses: List[HypothesisSpec] = field(default_factory=list)
 
     @property
     def several_knowledge_seeds(self) -> bool:
@@ -682,7 +685,7 @@ class Planner:
         tasks = {}
         for name, t in exp.tasks.items():
             parts = dict(self._parts(t))
-            probe = None
+            probe, golds = None, {}
             if t.is_probe:
                 gold = None
                 probe = {"corpus": t.score.probe.corpus, "fusion": t.score.probe.fusion,
@@ -690,8 +693,10 @@ class Planner:
             else:
                 ranked = parts[t.score.rank] if t.score.parts else t.score.gold
                 gold = None if DATA in ranked else os.path.abspath(ranked)
+                golds = {str(part): os.path.abspath(path) for part, path in parts.items()
+                         if part is not None and DATA not in path}
             tasks[name] = TaskRecord(t.score.metric, t.score.split, t.score.task, exp.task_sizes(t), gold,
-                                     list(t.score.parts), t.score.rank, probe)
+                                     list(t.score.parts), t.score.rank, probe, golds)
         knowledge = {}
         for (name, _), path in self.knowledge_out.items():
             knowledge.setdefault(name, []).append(shown(path))
@@ -700,6 +705,7 @@ class Planner:
             tasks=tasks, variants=[VariantRecord(v.name, dict(v.adapters), v.base, exp.phase(v)) for v in exp.variants],
             seeds=exp.seeds, units=exp.units, controls=exp.controls, train_phase=exp.train_phase, dtype=exp.dtype,
             precision=exp.precision, threads=exp.threads, knowledge=knowledge, study=exp.study, config=exp.raw,
+            positive_control=exp.positive_control, hypotheses=exp.hypotheses,
         )
 
 

@@ -14,7 +14,12 @@ knowledge seed, and with one knowledge seed its rows have n = 1.
 
 A run with several scores (a task scored on several gold files, a probe over several
 directories) gives one row per score (``part``); probe rows carry the majority baseline
-(``majority``, chance) beside the score, in results.json and in results.md.
+(``majority``, chance) beside the score, in results.json and in results.md, and rows of a task
+scored by TACRED's scorer its gold file's type baseline (``type_baseline``, ``baselines.py``).
+
+An experiment with a ``positive_control:`` gets it first, in results.md and results.json, before
+any arm's figure (``control.py``: when it does not hold, the arms' table is headed as
+uncalibrated); one with ``hypotheses:`` gets a sentence per comparison (``hypotheses.py``).
 """
 import json
 import os
@@ -23,7 +28,10 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import atomic
 from ..errors import KAdapterError
+from . import control as positive_control
+from . import hypotheses as row_hypotheses
 from . import stats
+from .baselines import type_baseline
 from .layout import METRICS, RESULTS_JSON, RESULTS_MD, RESULTS_PNG, Layout, run_file
 from .plan import ExperimentRecord, RunSpec, load_record, load_runs
 from .sizes import TrainSize, plot_positions
@@ -110,9 +118,19 @@ def task_parts(record: ExperimentRecord, task: str) -> List[Optional[str]]:
     return list(t.parts) if t is not None and t.parts else [None]
 
 
+def relation_gold(record: ExperimentRecord, task: str, part: Optional[str]) -> Optional[str]:
+    """The gold file of a score of a task scored by TACRED's scorer (None for other tasks, or a gold file that
+    depends on the run's data directory): the file its type baseline is counted on."""
+    t = record.tasks.get(task)
+    if t is None or t.score_task != "tacred":
+        return None
+    return t.golds.get(str(part)) if part is not None else t.gold
+
+
 def make_rows(record: ExperimentRecord, results: List[RunResult]) -> List[dict]:
     """One row per (task, score, variant, size): the units' scores, their mean and sample std (and for a probe
-    the majority baseline, the mean over units of each unit's)."""
+    the majority baseline, the mean over units of each unit's; for a task scored by TACRED's scorer the type
+    baseline of its gold file, ``baselines.type_baseline``)."""
     groups: Dict[Tuple, List[RunResult]] = {}
     for r in results:
         groups.setdefault((r.task, r.part, r.variant, r.size), []).append(r)
@@ -127,6 +145,7 @@ def make_rows(record: ExperimentRecord, results: List[RunResult]) -> List[dict]:
 
     by_kseed = record.several_knowledge_seeds
     rows = []
+    type_baselines: Dict[str, Optional[float]] = {}
     for key in sorted(groups, key=order):
         task, part, variant, size = key
         group = units(groups[key], by_kseed)
@@ -139,6 +158,12 @@ def make_rows(record: ExperimentRecord, results: List[RunResult]) -> List[dict]:
         chances = [r.majority for _, runs in group for r in runs if r.majority is not None]
         if chances:
             row["majority"] = stats.mean(chances)
+        gold = relation_gold(record, task, part)
+        if gold is not None:
+            if gold not in type_baselines:
+                type_baselines[gold] = type_baseline(gold) if os.path.isfile(gold) else None
+            if type_baselines[gold] is not None:
+                row["type_baseline"] = type_baselines[gold]
         seeds = [r.seed for _, runs in group for r in runs if r.seed is not None]
         if by_kseed:
             row.update(seeds=sorted(seeds), values=values, knowledge_seeds=[u for u, _ in group],
@@ -237,7 +262,10 @@ def describe_score(record: ExperimentRecord, task: str, metric: str) -> str:
     return f"{task}: {metric} on the {split} split"
 
 
-def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict]) -> str:
+def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict], control: Optional[dict] = None,
+             tested: Optional[List[dict]] = None) -> str:
+    """The report: the positive control first (when the experiment has one), the arms' table, the differences to the
+    controls, the hypotheses."""
     def column(r):
         return r["task"], str(r.get("part")), json.dumps(r["size"], sort_keys=True)
 
@@ -251,6 +279,10 @@ def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict]
         if cands:
             best[col] = max(c["mean"] for c in cands)
     lines = [f"# Experiment `{record.name}`", ""]
+    if control is not None:
+        units_word = "knowledge seeds" if record.several_knowledge_seeds else "seeds"
+        lines += [positive_control.markdown(control, units_word),
+                  "## Arms" + ("" if control["holds"] else " (uncalibrated: the positive control did not hold)"), ""]
     tasks = list(record.tasks)
     metrics = sorted({(r["task"], r["metric"]) for r in rows}, key=lambda t: tasks.index(t[0]) if t[0] in tasks else 0)
     unit = ("over knowledge seeds (each the mean of its downstream seeds); n = knowledge seeds finished"
@@ -263,6 +295,11 @@ def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict]
     if probes:
         lines += ["", "Chance beside each probe score: the majority baseline, per relation the rate of its most frequent "
                       "object among the facts probed, averaged over relations as P@1 is."]
+    if any(r.get("type_baseline") is not None for r in rows):
+        lines += ["", "Beside each relation-classification score: its type baseline, the micro-F1 of answering every test "
+                      "example with the relation most frequent among the gold file's examples of its entity types (what "
+                      "the types alone give); answering no_relation everywhere (the majority label) scores 0, since "
+                      "TACRED's micro-F1 leaves no_relation out."]
     lines.append("")
     header = ["variant"] + [where({**first[c], "part": first[c].get("part")}) for c in columns]
     lines.append("| " + " | ".join(header) + " |")
@@ -276,7 +313,8 @@ def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict]
                 continue
             text = fmt(r["mean"], r["std"]) + f" (n={r['n']})"
             text = f"**{text}**" if r["mean"] == best[col] else text
-            cells.append(text + (f"; chance {r['majority']:.4f}" if r.get("majority") is not None else ""))
+            text += f"; chance {r['majority']:.4f}" if r.get("majority") is not None else ""
+            cells.append(text + (f"; types alone {r['type_baseline']:.4f}" if r.get("type_baseline") is not None else ""))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if comparisons:
@@ -290,6 +328,8 @@ def markdown(record: ExperimentRecord, rows: List[dict], comparisons: List[dict]
         said = statements(record, comparisons)
         if said:
             lines += [f"- {s}" for s in said] + [""]
+    if tested:
+        lines.append(row_hypotheses.markdown(tested))
     return "\n".join(lines)
 
 
@@ -323,10 +363,11 @@ def plot(path: str, record: ExperimentRecord, rows: List[dict]) -> Optional[str]
             errs = [next(r for r in task_rows if r["variant"] == v)["std"] or 0.0 for v in variants]
             ax.bar(range(len(variants)), means, yerr=errs, capsize=4,
                    color=[colors[i % len(colors)] for i in range(len(variants))])
-            chance = [next(r for r in task_rows if r["variant"] == v).get("majority") for v in variants]
-            if any(c is not None for c in chance):  # chance beside every probe score
-                ax.scatter(range(len(variants)), [c if c is not None else float("nan") for c in chance], marker="_",
-                           s=400, color="black", zorder=3, label="chance (majority baseline)")
+            chance = [positive_control.chance_of(next(r for r in task_rows if r["variant"] == v)) for v in variants]
+            if any(c is not None for c in chance):  # chance beside every probe score (and type baseline)
+                kind = next(c[1] for c in chance if c is not None)
+                ax.scatter(range(len(variants)), [c[0] if c is not None else float("nan") for c in chance], marker="_",
+                           s=400, color="black", zorder=3, label=f"chance ({kind})")
                 ax.legend(fontsize=8)
             ax.set_xticks(range(len(variants)))
             ax.set_xticklabels(variants, rotation=30, ha="right")
@@ -372,9 +413,16 @@ def write_reports(out_dir: str) -> dict:
         raise KAdapterError(f"{out_dir}: no finished run (no runs/**/metrics.json)")
     rows = make_rows(record, results)
     comparisons = make_comparisons(record, rows)
-    out = {"experiment": record.name, "rows": rows, "comparisons": comparisons,
-           "seed_noise_rule": stats.rule(record.several_knowledge_seeds), "statements": statements(record, comparisons)}
-    md = markdown(record, rows, comparisons)
+    control = positive_control.check(record, rows)
+    tested = row_hypotheses.evaluate(record, rows)
+    out = {"experiment": record.name}
+    if control is not None:  # first: an instrument shows its positive control before any arm's figure
+        out["positive_control"] = control
+    out.update(rows=rows, comparisons=comparisons, seed_noise_rule=stats.rule(record.several_knowledge_seeds),
+               statements=statements(record, comparisons))
+    if tested:
+        out["hypotheses"] = tested
+    md = markdown(record, rows, comparisons, control, tested)
     if record.study is not None:
         from .study import study_section
 

@@ -9,7 +9,8 @@ Two conveniences of the YAML are applied before OmegaConf sees it, by ``_normali
 schema: a single value where a list is expected is that one-element list (``inputs: FILE``), and
 a data section's ``from:`` key (a Python keyword, so no dataclass field can carry it) is the
 field ``from_``. Error messages say ``from`` again. Elements of lists of mappings (``prepare``,
-``hypotheses``) are checked one by one, because OmegaConf's message would lose their path.
+``hypotheses``, ``positive_control.criteria``) are checked one by one, because OmegaConf's message would lose
+their path.
 """
 import dataclasses
 import typing
@@ -139,6 +140,46 @@ class StudyConf:
 
 
 @dataclass
+class CriterionConf:
+    """One pre-registered criterion of the positive control: the control variant's score on ``task`` (each of
+    ``parts``) minus that score's chance level, at least ``min_over_chance`` and/or at most ``max_over_chance``."""
+
+    task: Optional[str] = None
+    parts: List[str] = field(default_factory=list)  # the task's scores (gold files, probed directories); none: its only one
+    min_over_chance: Optional[float] = None
+    max_over_chance: Optional[float] = None
+
+
+@dataclass
+class PositiveControlConf:
+    """What the instrument must show before any arm's figure is read (``control.py``)."""
+
+    variant: Optional[str] = None
+    claim: str = ""
+    criteria: List[CriterionConf] = field(default_factory=list)
+
+
+@dataclass
+class ScoreRefConf:
+    """One row of the report: a variant's score on a task (and one of its parts)."""
+
+    variant: Optional[str] = None
+    task: Optional[str] = None
+    part: Optional[str] = None
+
+
+@dataclass
+class RowHypothesisConf:
+    """A comparison of two report rows over their units (Welch), or of one row with its chance level."""
+
+    id: Optional[str] = None
+    claim: str = ""
+    score: Optional[ScoreRefConf] = None
+    versus: Any = None  # {variant, task, part} (a key left out: the score's), or the word `chance` (checked by hand)
+    expect: str = "higher"  # higher | lower | any
+
+
+@dataclass
 class ExperimentConf:
     name: Optional[str] = None
     prepare: List[StepConf] = field(default_factory=list)  # run first, once, in DIR/prepared ({prepared})
@@ -162,6 +203,8 @@ class ExperimentConf:
     threads: Optional[int] = 1
     keep_checkpoints: bool = True
     study: Optional[StudyConf] = None
+    positive_control: Optional[PositiveControlConf] = None  # shown before any arm's figure
+    hypotheses: List[RowHypothesisConf] = field(default_factory=list)  # Welch over units, per comparison of rows
 
 
 # ---------------------------------------------------------------------------------------------- parsing

@@ -8,8 +8,9 @@ noisy seeds need a large gap while many tight seeds need a smaller one. With few
 on either side there is no noise estimate and no verdict. The test is ``scipy.stats.ttest_ind``
 with ``equal_var=False``.
 
-Intervals over test examples (for studies that keep per-example predictions) are
-``study.bootstrap_diff``.
+A score compared with a fixed level (a chance baseline) uses the one-sample t-test over its units
+(``compare_to``), which is what Welch's test becomes when one side does not vary. Intervals over
+test examples (for studies that keep per-example predictions) are ``study.bootstrap_diff``.
 """
 import math
 from typing import Optional, Sequence, Tuple
@@ -64,6 +65,31 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Tuple[float, float
         warnings.simplefilter("ignore", RuntimeWarning)
         res = ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.df), float(res.pvalue)
+
+
+def one_sample(values: Sequence[float], reference: float) -> Optional[Tuple[float, float, float]]:
+    """``(t, df, two-sided p)`` of the one-sample t-test of mean(values) != ``reference`` (a fixed level such as a
+    chance baseline); None with fewer than two values. Welch's test with one side a constant is this test."""
+    if len(values) < 2:
+        return None
+    diff = mean(values) - reference
+    s = sample_std(values)
+    df = float(len(values) - 1)
+    if s == 0.0:
+        if diff == 0.0:
+            return 0.0, df, 1.0
+        return math.copysign(math.inf, diff), df, 0.0
+    t = diff / (s / math.sqrt(len(values)))
+    return t, df, t_two_sided_p(t, df)
+
+
+def compare_to(values: Sequence[float], reference: float) -> dict:
+    """``compare`` against a fixed reference: the one-sample test instead of Welch's."""
+    out = {"diff": mean(values) - reference, "t": None, "df": None, "p": None, "exceeds_noise": None}
+    test = one_sample(values, reference)
+    if test is not None:
+        out.update(t=test[0], df=test[1], p=test[2], exceeds_noise=test[2] < ALPHA)
+    return out
 
 
 def compare(a: Sequence[float], b: Sequence[float]) -> dict:
