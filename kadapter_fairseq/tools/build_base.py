@@ -176,6 +176,22 @@ def train_command(bin_dir, save_dir, request, sp_model):
     ]
 
 
+# fairseq-train's masked_lm cuts the text into blocks of max_positions tokens; with its default batch-size
+# multiple of 8, a validation split of fewer blocks than that gives an empty validation set, and fairseq-train
+# stops with "dataset is empty" deep in its log
+MIN_VALID_BLOCKS = 8
+
+
+def check_valid_blocks(valid_pieces: str, max_positions: int):
+    with open(valid_pieces, encoding="utf-8") as f:
+        tokens = sum(len(line.split()) + 1 for line in f)  # + the end-of-sentence token of each line
+    blocks = math.ceil(tokens / (max_positions - 1))  # masked_lm makes room for the <s> it prepends
+    if blocks < MIN_VALID_BLOCKS:
+        raise KAdapterError(
+            f"the validation split holds {tokens} tokens, {blocks} block(s) of --max-positions {max_positions}; "
+            f"fairseq-train needs at least {MIN_VALID_BLOCKS}: give more text or a larger --valid-fraction")
+
+
 def run_logged(cmd, log_path):
     """Run ``cmd``, streaming its output to this process's stdout and to ``log_path``."""
     with open(log_path, "w", encoding="utf-8") as log:
@@ -299,6 +315,7 @@ def build(args):
     bin_dir = os.path.join(work, "bin")
     binarize(piece_files, bin_dir, os.path.join(out, "dict.txt"), workers=args.workers)
     unigram = unigram_bits(piece_files["train"], piece_files["valid"], len(pieces))
+    check_valid_blocks(piece_files["valid"], request["max_positions"])
     for path in piece_files.values():
         os.remove(path)
     print(f"[build-base] binarized -> {bin_dir}")
