@@ -564,15 +564,17 @@ def _child(fn, args, conn):
 def in_child(what, fn, *args, device="cpu"):
     """``fn(*args)`` in a child process of its own, so that its peak memory is its own.
 
-    On CPU the child is forked where the platform allows: it starts with torch and fairseq already
-    imported (the driver imported them once; on a loaded 2-core machine that is ~10 s a row saved).
-    With ``--device cuda`` it is spawned: the driver never initialises CUDA itself (the peak,
-    ``auto`` and every row run in children), but imported libraries may probe the driver, after
-    which a forked child's CUDA is unusable; a spawned one pays the imports again instead."""
+    Never a plain ``fork`` of the caller: once the caller has run torch ops (a test, or
+    ``train_bench`` building its random base), torch's thread pools hold locks, and a forked copy
+    waits on them for ever. On CPU the child is forked from a ``forkserver`` that has imported
+    torch and fairseq but run nothing, so each row still skips the imports (~10 s on a loaded
+    2-core machine). With ``--device cuda`` it is spawned, so that no process that a row inherits
+    from has touched the CUDA driver."""
     import multiprocessing as mp
 
-    if device == "cpu" and "fork" in mp.get_all_start_methods():
-        ctx = mp.get_context("fork")
+    if device == "cpu" and "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "fairseq", "kadapter_fairseq.tools.bench"])
     else:
         ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
