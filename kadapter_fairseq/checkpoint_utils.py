@@ -60,7 +60,11 @@ def load_file(path, what="checkpoint"):
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} not found: {path}")
     try:
-        with torch.serialization.safe_globals(_third_party_safe_types()):
+        # torch's safe_globals context removes on exit every type it was given, also those that were
+        # allowed before it (install_safe_globals' Namespace, which fairseq's own loaders need later):
+        # give it only what is not allowed already
+        allowed = set(torch.serialization.get_safe_globals())
+        with torch.serialization.safe_globals([t for t in _third_party_safe_types() if t not in allowed]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

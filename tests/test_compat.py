@@ -240,3 +240,20 @@ def test_hydra_multirun_runs_a_sweep_from_library_code(tmp_path):
         "compat-test", "compat_sweep", lambda cfg: seen.append(cfg.x) or cfg.x * 10,
         ["x=1,2", f"hydra.sweep.dir={tmp_path}", "hydra/job_logging=none", "hydra/hydra_logging=none", "hydra.job.chdir=false"])
     assert sorted(seen) == [1, 2] and sorted(r.return_value for r in returns[0]) == [10, 20]
+
+
+def test_reading_a_checkpoint_keeps_fairseqs_loaders_working(tmp_path):
+    """Our narrow loader must not take argparse.Namespace off torch's allow-list: fairseq's own
+    ``load_checkpoint_to_cpu`` reads checkpoints that hold one with a plain ``torch.load``. torch's
+    ``safe_globals`` context removes on exit everything it was given, also what was allowed before."""
+    import argparse
+
+    import torch
+
+    from kadapter_fairseq import checkpoint_utils as ku
+
+    ours = tmp_path / "ours.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(a=1)}, ours)
+    assert ku.load_file(ours)["args"].a == 1
+    assert argparse.Namespace in torch.serialization.get_safe_globals()
+    assert torch.load(ours, map_location="cpu")["args"].a == 1  # as fairseq calls it
