@@ -74,7 +74,9 @@ def test_demo_base_is_pretrained_and_unchanged_by_adapters(demo_run):
     assert set(check["base_unchanged"]) == {"fac", "lin"}
     for c in check["base_unchanged"].values():
         assert c["identical"] and c["tensors"] > 10 and not c["changed"]
-    assert "bit-identical to model.pt" in log
+        # the demo runs in `precision: auto`: the invariant is stated for the dtype this machine chose
+        said = "bit-identical to model.pt" if c["precision"] == "fp32" else f"equal to model.pt cast to {c['precision']}"
+        assert f"all {c['tensors']} base tensors {said}" in log
     build = json.loads((work / "base" / "build.json").read_text())
     assert build["request"]["layers"] == 2 and build["request"]["updates"] == 6
     assert build["valid_loss_after"] < build["valid_loss_before"]  # trained, not random weights
