@@ -1,3 +1,4 @@
+import json
 import os
 import warnings
 
@@ -7,6 +8,18 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
+
+
+def experiment(*args):
+    """``kadapter-experiment ARGS`` in this process; its exit code."""
+    from kadapter_fairseq.experiment.cli import main
+
+    return main([str(a) for a in args])
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def shared_data(*parts):

@@ -15,16 +15,11 @@ import warnings
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, experiment
+
 CI = os.path.join(REPO, "tests", "fixtures", "experiments", "ci.yaml")
 RESULT_FILES = ("results.json", "results.md", "results.png")
 RUNS = ["tacred/lin/seed1", "tacred/lin/seed2", "tacred/no-knowledge/seed1", "tacred/no-knowledge/seed2"]
-
-
-def experiment(*args):
-    from kadapter_fairseq.experiment.cli import main
-
-    return main([str(a) for a in args])
 
 
 def metrics(out, run):

@@ -1,15 +1,14 @@
 """kadapter-experiment with probe tasks (kadapter-probe lama as a score, once per variant and knowledge seed,
 chance beside every P@1, the delta and concat readouts, untrained adapters) and with a downstream task scored
 on several gold files."""
-import json
 import os
 import shlex
-import shutil
 
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, experiment, load_json as load
+
 CI_PROBE = os.path.join(REPO, "tests", "fixtures", "experiments", "ci_probe.yaml")
 CI = os.path.join(REPO, "tests", "fixtures", "experiments", "ci.yaml")
 # the base's text states every object of tests/fixtures/experiments/kg/triples.tsv often, so that each is one
@@ -23,17 +22,6 @@ TEXT = [
 ] * 8
 VARIANTS = ["roberta", "fac", "no-knowledge", "blank"]
 CONCAT_VARIANTS = ["roberta", "fac", "blank"]
-
-
-def experiment(*args):
-    from kadapter_fairseq.experiment.cli import main
-
-    return main([str(a) for a in args])
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")

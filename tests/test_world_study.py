@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, experiment, load_json as load
+
 WORLD_STUDY = os.path.join(REPO, "examples", "experiments", "knowledge_world.yaml")
 VARIANTS = ["roberta", "no-knowledge", "fac-rc", "fac-mlm", "shuffled", "multitask"]
 PARTS = ["base", "adapter", "none"]
@@ -23,17 +24,6 @@ CI_OVERRIDES = ["prepare.0.args=[" + ",".join(f"'{a}'" for a in WORLD) + "]", "k
                 "tasks.neutral.updates=4", "tasks.neutral.validations=2"]
 CI_OVERRIDES += [f"knowledge.{k}.{key}={value}" for k in ("fac_rc", "fac_mlm", "fac_shuffled", "multitask")
                  for key, value in (("updates", 3), ("warmup", 1))]
-
-
-def experiment(*args):
-    from kadapter_fairseq.experiment.cli import main
-
-    return main([str(a) for a in args])
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
