@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from conftest import REPO, experiment
+from conftest import REPO, experiment, load_json
 
 CI = os.path.join(REPO, "tests", "fixtures", "experiments", "ci.yaml")
 RESULT_FILES = ("results.json", "results.md", "results.png")
@@ -23,8 +23,7 @@ RUNS = ["tacred/lin/seed1", "tacred/lin/seed2", "tacred/no-knowledge/seed1", "ta
 
 
 def metrics(out, run):
-    with open(os.path.join(out, "runs", run, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)
+    return load_json(os.path.join(out, "runs", run, "metrics.json"))
 
 
 def read(path):

@@ -11,16 +11,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from conftest import REPO, load_json
 from kadapter_fairseq.experiment import study
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KT = os.path.join(REPO, "examples", "data", "fewrel", "knowledge_transfer")
 PRETRAIN = ("pretrain_fac.json", "pretrain_shuffled.json", "pretrain_offtopic.json")
 
 
 def load(*parts):
-    with open(os.path.join(KT, *parts), encoding="utf-8") as f:
-        return json.load(f)
+    return load_json(os.path.join(KT, *parts))
 
 
 def norm(text):
